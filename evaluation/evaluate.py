@@ -1,0 +1,54 @@
+"""`vpkl evaluate`: the paper's detection and localisation protocol on a manifest (no torch)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from vpkl.runtime.bundle import Bundle
+from vpkl.runtime.detect import embed_audio
+from vpkl.runtime.queries import QuerySet
+
+from .manifest import Entry
+from .metrics import vpkl_metrics
+
+
+def snr_bucket(snr: float, width: float = 10.0) -> str:
+    lo = math.floor(snr / width) * width
+    return f"{lo:g}-{lo + width:g} dB"
+
+
+def score_manifest(bundle: Bundle, entries: list[Entry], queries: QuerySet, progress=None) -> dict:
+    """Score every (utterance, keyword) pair.
+
+    Returns arrays over pairs: ``scores`` (P,), ``spoken`` (P,) bool, ``placed`` (P,) bool
+    (argmax frame centre inside one of the keyword's spans), ``snr`` (P,) float (NaN if absent).
+    """
+    scores, spoken, placed, snr = [], [], [], []
+    for e in (progress(entries) if progress else entries):
+        frames = embed_audio(bundle, e.audio, e.audio)
+        s, att, _ = bundle.score(queries.embeddings, frames)
+        t = bundle.frame_time(np.argmax(att, axis=1))
+        for k, kw in enumerate(queries.keywords):
+            spans = [(a, b) for w, a, b in e.words if w == kw]
+            scores.append(float(s[k]))
+            spoken.append(bool(spans))
+            placed.append(any(a <= t[k] <= b for a, b in spans))
+            snr.append(np.nan if e.snr_db is None else e.snr_db)
+    return {k: np.asarray(v) for k, v in
+            {"scores": scores, "spoken": spoken, "placed": placed, "snr": snr}.items()}
+
+
+def evaluate(bundle: Bundle, entries: list[Entry], queries: QuerySet, threshold: float, progress=None) -> dict:
+    """Overall metrics plus ``by_snr`` buckets (10 dB wide) when the manifest has ``snr_db``."""
+    r = score_manifest(bundle, entries, queries, progress)
+    out = {"threshold": threshold, "utterances": len(entries), "keywords": list(queries.keywords),
+           "overall": vpkl_metrics(r["scores"], r["spoken"], r["placed"], threshold)}
+    has = ~np.isnan(r["snr"])
+    if has.any():
+        buckets = {}
+        for b in sorted({snr_bucket(v) for v in r["snr"][has]}, key=lambda s: float(s.split("-")[0])):
+            sel = np.array([h and snr_bucket(v) == b for h, v in zip(has, r["snr"])])
+            buckets[b] = vpkl_metrics(r["scores"][sel], r["spoken"][sel], r["placed"][sel], threshold)
+        out["by_snr"] = buckets
+    return out

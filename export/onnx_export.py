@@ -1,0 +1,151 @@
+"""Checkpoint -> model bundle: three ONNX graphs and a config.json, checked against PyTorch.
+
+Bundle layout (format version 1)::
+
+    BUNDLE/
+      config.json   preset, front-end and image parameters, frame rate, threshold, keywords
+      image.onnx    images (B, C, H, W) float32        -> pixels (B, M, D)
+      audio.onnx    features (1, T, n_mels) float32    -> frames (1, N, D), N = T // 2
+      head.onnx     query (Q, M, D), audio (N, D), n_valid (1,) int64
+                    -> S (Q,), aud_att (Q, N), im_att (Q, M)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+
+from vpkl.model.head import ScoringHead
+from vpkl.model.vpkl_model import VPKLModel, load_checkpoint
+from vpkl.runtime.bundle import BUNDLE_FILES, FORMAT, FORMAT_VERSION
+from vpkl.runtime.errors import VpklInputError
+
+OPSET = 17
+PARITY_TOL = 1e-4
+
+
+class _Audio(torch.nn.Module):
+    def __init__(self, model: VPKLModel):
+        super().__init__()
+        self.audio = model.audio
+
+    def forward(self, features):
+        return self.audio(features)
+
+
+def _export(module, args, path, inputs, outputs, dynamic):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+
+
+def bundle_config(model: VPKLModel, ckpt: dict) -> dict:
+    p = model.preset
+    fe = p.front_end
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "preset": p.name, "model": p.to_dict(),
+        "front_end": fe.to_dict(), "image": p.image.to_dict(),
+        "embed_dim": p.embed_dim, "frame_rate": p.frame_rate,
+        "threshold": float(ckpt.get("threshold", 0.5)),
+        "keywords": list(ckpt.get("keywords", [])),
+    }
+
+
+def export_graphs(model: VPKLModel, out_dir: str) -> None:
+    """Write image.onnx, audio.onnx and head.onnx for ``model`` into ``out_dir``."""
+    p = model.preset
+    c = p.image.channels
+    img = torch.zeros(1, c, p.image.size, p.image.size)
+    feats = torch.zeros(1, 64, p.front_end.n_mels)
+    with torch.no_grad():
+        m = model.image(img).shape[1]
+    _export(model.image, (img,), os.path.join(out_dir, "image.onnx"), ["images"], ["pixels"],
+            {"images": {0: "B"}, "pixels": {0: "B"}})
+    _export(_Audio(model), (feats,), os.path.join(out_dir, "audio.onnx"), ["features"], ["frames"],
+            {"features": {1: "T"}, "frames": {1: "N"}})
+    q = torch.randn(2, m, p.embed_dim)
+    a = torch.randn(32, p.embed_dim)
+    _export(ScoringHead(), (q, a, torch.tensor([32])), os.path.join(out_dir, "head.onnx"),
+            ["query", "audio", "n_valid"], ["S", "aud_att", "im_att"],
+            {"query": {0: "Q"}, "audio": {0: "N"}, "S": {0: "Q"}, "aud_att": {0: "Q", 1: "N"}, "im_att": {0: "Q"}})
+
+
+def check_parity(model: VPKLModel, bundle_dir: str, audio_paths: list[str], image_paths: list[str],
+                 tol: float = PARITY_TOL) -> dict:
+    """Run PyTorch and onnxruntime on the same real inputs; raise if S differs by more than ``tol``.
+
+    Returns the largest absolute differences: {"S", "aud_att", "pixels", "frames"}.
+    """
+    from vpkl.runtime.audio import read_audio
+    from vpkl.runtime.bundle import Bundle
+    from vpkl.runtime.features import features
+    from vpkl.runtime.images import read_image
+
+    b = Bundle.load(bundle_dir)
+    p = model.preset
+    imgs = np.stack([read_image(f, p.image) for f in image_paths])
+    diffs = {"S": 0.0, "aud_att": 0.0, "pixels": 0.0, "frames": 0.0}
+    with torch.no_grad():
+        q_t = model.image(torch.from_numpy(imgs))
+        q_o = b.embed_images(imgs)
+        diffs["pixels"] = float(np.abs(q_t.numpy() - q_o).max())
+        for f in audio_paths:
+            x = features(read_audio(f, p.front_end.sample_rate), p.front_end, f)
+            a_t = model.audio(torch.from_numpy(x)[None])[0]
+            a_o = b.embed_features(x)
+            diffs["frames"] = max(diffs["frames"], float(np.abs(a_t.numpy() - a_o).max()))
+            s_t, att_t, _ = ScoringHead()(q_t, a_t, torch.tensor([a_t.shape[0]]))
+            s_o, att_o, _ = b.score(q_o, a_o)
+            diffs["S"] = max(diffs["S"], float(np.abs(s_t.numpy() - s_o).max()))
+            diffs["aud_att"] = max(diffs["aud_att"], float(np.abs(att_t.numpy() - att_o).max()))
+    if diffs["S"] > tol:
+        raise RuntimeError(f"export parity failed: onnxruntime and PyTorch scores differ by "
+                           f"{diffs['S']:.2e} > {tol:.0e} (largest differences: {diffs})")
+    return diffs
+
+
+def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_paths: list[str],
+                  force: bool = False, fp16: bool = False) -> dict:
+    """Export a checkpoint to a bundle folder and check PyTorch/onnxruntime parity.
+
+    The bundle is written to a temporary folder and moved into place only once the
+    parity check passes, so a failed export leaves nothing half-written.
+
+    Raises:
+        VpklInputError: missing checkpoint, existing ``out_dir`` without ``force``, ``fp16``.
+        RuntimeError: the parity check failed.
+    """
+    if fp16:
+        raise VpklInputError("--fp16: not yet implemented (planned with int8 calibration); "
+                             "export without it for an fp32 bundle")
+    if not os.path.isfile(ckpt_path):
+        raise VpklInputError(f"{ckpt_path}: no such checkpoint")
+    if os.path.exists(out_dir) and not force:
+        raise VpklInputError(f"{out_dir}: already exists; pass --force to replace it")
+    try:
+        model, ckpt = load_checkpoint(ckpt_path)
+    except Exception as e:  # torch.load raises many kinds for a non-checkpoint file
+        raise VpklInputError(f"{ckpt_path}: not a vpkl checkpoint ({e.__class__.__name__})") from None
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".vpkl-export-", dir=parent)
+    try:
+        export_graphs(model, tmp)
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(bundle_config(model, ckpt), f, indent=2)
+        diffs = check_parity(model, tmp, audio_paths, image_paths)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    assert sorted(BUNDLE_FILES) == sorted(os.listdir(out_dir))
+    return diffs

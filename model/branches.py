@@ -1,0 +1,137 @@
+"""The two encoders: image -> M pixel embeddings, log-mel -> N frame embeddings (size D).
+
+Nortje & Kamper (SLT 2022, Sec. 3-4), after DAVEnet (Harwath et al.).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .presets import Preset
+
+
+class SmallCNN(nn.Module):
+    """Digits image trunk: 3x3 convs, three of stride 2 (32 px -> 4 x 4 = 16 pixels)."""
+
+    def __init__(self, in_ch: int, channels: tuple):
+        super().__init__()
+        layers, c = [], in_ch
+        for i, out in enumerate(channels):
+            layers += [nn.Conv2d(c, out, 3, stride=1 if i == 0 else 2, padding=1), nn.ReLU()]
+            c = out
+        self.net = nn.Sequential(*layers)
+        self.out_channels = c
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def resnet50_trunk(weights_path: str | None = None) -> nn.Module:
+    """torchvision ResNet50 without its pooling and classifier: (B,3,224,224) -> (B,2048,7,7).
+
+    Weights are loaded from ``weights_path`` (a torchvision ``resnet50`` state dict) when
+    given; nothing is ever downloaded.
+    """
+    from torchvision.models import resnet50
+    net = resnet50(weights=None)
+    if weights_path is not None:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    trunk = nn.Sequential(*list(net.children())[:-2])
+    trunk.out_channels = 2048
+    return trunk
+
+
+class ImageBranch(nn.Module):
+    """(B, C, H, W) normalised images -> (B, M, D) pixel embeddings (trunk + 1x1 conv)."""
+
+    def __init__(self, preset: Preset, resnet_weights: str | None = None):
+        super().__init__()
+        if preset.image_branch == "resnet50":
+            self.trunk = resnet50_trunk(resnet_weights)
+        else:
+            self.trunk = SmallCNN(preset.image.channels, preset.cnn_channels)
+        self.proj = nn.Conv2d(self.trunk.out_channels, preset.embed_dim, 1)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        y = self.proj(self.trunk(images))
+        return y.flatten(2).transpose(1, 2)
+
+
+def reverse_valid(x: torch.Tensor, n_valid: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each row's first ``n_valid`` frames in time (padding stays at the end)."""
+    if n_valid is None:
+        return torch.flip(x, dims=[1])
+    n = x.shape[1]
+    t = torch.arange(n)[None, :]
+    idx = torch.where(t < n_valid[:, None], n_valid[:, None] - 1 - t, t)
+    return x.gather(1, idx[..., None].expand(-1, -1, x.shape[2]))
+
+
+def init_lstm(lstm: nn.LSTM) -> nn.LSTM:
+    """Initialise so the input, not the biases, drives the output through a deep stack.
+
+    PyTorch's default (uniform weights and biases of +-1/sqrt(H)) leaves six stacked
+    LSTMs emitting nearly the same vector for every frame (input-dependent part ~1e-3 of
+    the output), and training then sits on a long plateau. Here: Xavier input weights,
+    orthogonal recurrent weights, zero biases except a forget-gate bias of 1.
+    """
+    for name, p in lstm.named_parameters():
+        if name.startswith("weight_ih"):
+            for w in p.data.chunk(4, 0):
+                nn.init.xavier_uniform_(w)
+        elif name.startswith("weight_hh"):
+            for w in p.data.chunk(4, 0):
+                nn.init.orthogonal_(w)
+        else:
+            p.data.zero_()
+            if name.startswith("bias_ih"):
+                p.data.chunk(4, 0)[1].fill_(1.0)
+    return lstm
+
+
+class BiLSTM(nn.Module):
+    """Bidirectional LSTM as two unidirectional ones, correct on right-padded batches.
+
+    The backward LSTM reads each row's valid frames in reverse, so padding never enters
+    its state (and no packing is needed, which is 3x slower to train on a CPU).
+    Output: (B, N, 2 * hidden), forward then backward halves.
+    """
+
+    def __init__(self, inp: int, hidden: int):
+        super().__init__()
+        self.fwd = init_lstm(nn.LSTM(inp, hidden, batch_first=True))
+        self.bwd = init_lstm(nn.LSTM(inp, hidden, batch_first=True))
+
+    def forward(self, x: torch.Tensor, n_valid: torch.Tensor | None = None) -> torch.Tensor:
+        b = reverse_valid(self.bwd(reverse_valid(x, n_valid))[0], n_valid)
+        return torch.cat([self.fwd(x)[0], b], dim=2)
+
+
+class AudioBranch(nn.Module):
+    """(B, T, n_mels) log-mel -> (B, N, D) frame embeddings at 50 frames/s, N = T // 2."""
+
+    def __init__(self, preset: Preset):
+        super().__init__()
+        fe = preset.front_end
+        self.conv = nn.Conv1d(fe.n_mels, preset.conv_channels, 4, stride=2, padding=1)
+        dims = (preset.conv_channels,) + tuple(preset.mlp_dims[1:])
+        self.mlp = nn.Sequential(*[
+            nn.Sequential(nn.LayerNorm(a), nn.ReLU(), nn.Linear(a, b)) for a, b in zip(dims[:-1], dims[1:])])
+        self.lstm = init_lstm(nn.LSTM(dims[-1], preset.lstm_hidden, num_layers=4, batch_first=True))
+        self.bilstm1 = BiLSTM(preset.lstm_hidden, preset.bilstm1_hidden)
+        self.bilstm2 = BiLSTM(2 * preset.bilstm1_hidden, preset.bilstm2_hidden)
+
+    def causal(self, feats: torch.Tensor) -> torch.Tensor:
+        """The causal part (conv, MLP, unidirectional LSTMs): (B, T, n_mels) -> (B, N, H)."""
+        x = self.conv(feats.transpose(1, 2)).transpose(1, 2)
+        return self.lstm(self.mlp(x))[0]
+
+    def forward(self, feats: torch.Tensor, n_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``n_valid`` (B,) valid frames per row of a right-padded batch; None: all valid."""
+        return self.bidirectional(self.causal(feats), n_valid)
+
+    def bidirectional(self, x: torch.Tensor, n_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The non-causal part (the two BiLSTMs): (B, N, H) -> (B, N, D)."""
+        return self.bilstm2(self.bilstm1(x, n_valid), n_valid)

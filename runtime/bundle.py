@@ -1,0 +1,115 @@
+"""A model bundle on disk: config.json + image/audio/head ONNX graphs, run with onnxruntime."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import VpklInputError
+from .features import FrontEndConfig
+from .images import ImageConfig
+
+FORMAT = "vpkl-bundle"
+FORMAT_VERSION = 1
+BUNDLE_FILES = ("config.json", "image.onnx", "audio.onnx", "head.onnx")
+_CONFIG_KEYS = ("preset", "front_end", "image", "embed_dim", "frame_rate", "threshold", "keywords")
+
+
+def _session(path: str, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise VpklInputError(f"{path}: not a loadable ONNX graph ({str(e).splitlines()[0][:200]})") from None
+
+
+class Bundle:
+    """Loaded bundle: configuration plus three onnxruntime sessions.
+
+    Attributes:
+        front_end: :class:`FrontEndConfig`; image: :class:`ImageConfig`;
+        frame_rate: audio embeddings per second (50 for the shipped presets);
+        threshold: default detection threshold on S; keywords: keyword names it was trained on.
+    """
+
+    def __init__(self, path: str, config: dict, threads: int = 0):
+        self.path = path
+        self.config = config
+        self.preset = config["preset"]
+        self.front_end = FrontEndConfig.from_dict(config["front_end"])
+        self.image = ImageConfig.from_dict(config["image"])
+        self.embed_dim = int(config["embed_dim"])
+        self.frame_rate = float(config["frame_rate"])
+        self.threshold = float(config["threshold"])
+        self.keywords = list(config["keywords"])
+        self._image = _session(os.path.join(path, "image.onnx"), threads)
+        self._audio = _session(os.path.join(path, "audio.onnx"), threads)
+        self._head = _session(os.path.join(path, "head.onnx"), threads)
+
+    @classmethod
+    def load(cls, path: str, threads: int = 0) -> "Bundle":
+        """Open a bundle folder.
+
+        Args:
+            threads: onnxruntime intra-op threads (0: onnxruntime's default).
+        Raises:
+            VpklInputError: not a folder, a file missing, unreadable config, another format
+                version, a graph that onnxruntime cannot load.
+        """
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise VpklInputError(f"{path}: no such bundle folder")
+        missing = [f for f in BUNDLE_FILES if not os.path.isfile(os.path.join(path, f))]
+        if missing:
+            raise VpklInputError(f"{path}: incomplete bundle, missing {', '.join(missing)}")
+        cfg_path = os.path.join(path, "config.json")
+        try:
+            with open(cfg_path) as f:
+                config = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise VpklInputError(f"{cfg_path}: not readable JSON ({e})") from None
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise VpklInputError(f"{cfg_path}: not a vpkl bundle config (expected \"format\": \"{FORMAT}\")")
+        if config.get("format_version") != FORMAT_VERSION:
+            raise VpklInputError(f"{cfg_path}: bundle format version {config.get('format_version')!r}; "
+                                 f"this vpkl reads version {FORMAT_VERSION} (re-export the checkpoint)")
+        absent = [k for k in _CONFIG_KEYS if k not in config]
+        if absent:
+            raise VpklInputError(f"{cfg_path}: missing keys {', '.join(absent)}")
+        return cls(path, config, threads)
+
+    def frame_time(self, frame) -> np.ndarray | float:
+        """Centre time in seconds of audio embedding ``frame`` (0-based).
+
+        Embedding n comes from log-mel frames 2n-1 .. 2n+2 (conv k4, s2, p1); its centre is
+        log-mel frame 2n + 0.5, whose window centre is at (2n + 0.5) hop + win / 2 samples.
+        """
+        fe = self.front_end
+        return ((2 * np.asarray(frame) + 0.5) * fe.hop_length + fe.win_length / 2) / fe.sample_rate
+
+    def embed_images(self, images: np.ndarray) -> np.ndarray:
+        """(B, C, H, W) float32 preprocessed images -> (B, M, D) float32 pixel embeddings."""
+        return self._image.run(None, {"images": np.ascontiguousarray(images, np.float32)})[0]
+
+    def embed_features(self, feats: np.ndarray) -> np.ndarray:
+        """(T, n_mels) float32 features -> (N, D) float32 frame embeddings, N = T // 2 (>= 1)."""
+        return self._audio.run(None, {"features": np.ascontiguousarray(feats[None], np.float32)})[0][0]
+
+    def score(self, query: np.ndarray, audio: np.ndarray, n_valid: int | None = None):
+        """Localising attention for Q queries against one utterance.
+
+        Args:
+            query: (Q, M, D) float32; audio: (N, D) float32; n_valid: valid frames (default N).
+        Returns:
+            S (Q,) in [0, 1]; aud_att (Q, N), 0 past n_valid; im_att (Q, M). All float32.
+        """
+        n = audio.shape[0] if n_valid is None else int(n_valid)
+        s, a, i = self._head.run(None, {"query": np.ascontiguousarray(query, np.float32),
+                                        "audio": np.ascontiguousarray(audio, np.float32),
+                                        "n_valid": np.array([n], np.int64)})
+        return s, a, i

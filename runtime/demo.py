@@ -1,0 +1,48 @@
+"""`vpkl demo`: the shipped digits bundle on shipped example utterances, next to the truth.
+
+Examples are made from Free Spoken Digit Dataset recordings (CC BY-SA 4.0, see
+assets/examples/ATTRIBUTION.md) of the held-out speaker; queries are held-out handwritten
+digits from scikit-learn's copy of UCI optdigits.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from .bundle import Bundle
+from .detect import detect
+from .queries import enrol, folder_images
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+
+
+def run_demo(json_out: bool = False) -> int:
+    bundle = Bundle.load(os.path.join(ASSETS, "digits"))
+    ex = os.path.join(ASSETS, "examples")
+    queries = enrol(bundle, folder_images(os.path.join(ex, "queries")))
+    with open(os.path.join(ex, "examples.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    report = []
+    if not json_out:
+        print(f"vpkl demo: {len(queries)} image queries ({', '.join(queries.keywords)}) "
+              f"x {len(rows)} utterances, threshold {bundle.threshold:.3f}\n")
+    for r in rows:
+        res = detect(bundle, os.path.join(ex, r["audio"]), queries)
+        found = [x for x in res if x.detected]
+        truth = [(w, a, b) for w, a, b in r["words"]]
+        hits = [{"keyword": x.keyword, "time_s": round(x.time_s, 2), "score": round(x.score, 3),
+                 "correct": any(w == x.keyword and a <= x.time_s <= b for w, a, b in truth)} for x in found]
+        report.append({"audio": r["audio"], "truth": truth, "detections": hits})
+        if json_out:
+            continue
+        print(f"{r['audio']}  (SNR {r['snr_db']:.0f} dB, peak {r['peak_dbfs']:.0f} dBFS)")
+        print("  said:     " + "   ".join(f"{w} @ {a:.2f}-{b:.2f}s" for w, a, b in truth))
+        print("  detected: " + ("   ".join(f"{h['keyword']} @ {h['time_s']:.2f}s (S={h['score']:.2f})"
+                                        f"{'' if h['correct'] else ' x'}" for h in sorted(hits, key=lambda h: h['time_s']))
+                                or "(nothing)"))
+        print()
+    if json_out:
+        print(json.dumps(report, indent=2))
+    else:
+        print("x = detected but not at a time when that keyword was said")
+    return 0

@@ -1,0 +1,167 @@
+"""Front end: audio samples -> causally normalised 40-bin log-mel frames (numpy, no torch).
+
+Front end of Nortje & Kamper (SLT 2022, Sec. 4, after DAVEnet): pre-emphasis 0.97,
+25 ms Hann windows every 10 ms, 512-point FFT power spectrum, 40 HTK-mel triangles,
+natural log. Unlike the paper's per-utterance normalisation (which needs the whole
+utterance and so rules out streaming), vpkl normalises causally:
+
+    a_t  = max(1 / (t + 1), alpha)               (cumulative mean while warming up)
+    m_t  = m_{t-1} + a_t (x_t - m_{t-1})          (per-bin running mean, m_{-1} = 0)
+    v_t  = v_{t-1} + a_t (mean_k (x_t - m_t)^2 - v_{t-1})   (running variance, v_{-1} = 0)
+    y_t  = (x_t - m_t) / sqrt(v_t + var_floor)
+
+A gain g on the waveform adds 2 ln g to every log-mel value and so cancels in
+``x_t - m_t``: the features do not depend on the absolute level (up to the log floor).
+The same maths is implemented in torch for training (``vpkl.model.frontend``); the tests
+hold the two to 1e-4 on real speech.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import VpklInputError
+
+
+@dataclass(frozen=True)
+class FrontEndConfig:
+    """Front-end parameters; stored in a bundle's ``config.json`` under ``front_end``.
+
+    Units: ``sample_rate`` in Hz, ``win_length``/``hop_length``/``n_fft`` in samples,
+    ``fmin``/``fmax`` in Hz, ``norm_alpha`` per frame (1/alpha frames is the time
+    constant of the running normalisation; 0.005 -> 2 s).
+    """
+
+    sample_rate: int = 16000
+    n_mels: int = 40
+    win_length: int = 400
+    hop_length: int = 160
+    n_fft: int = 512
+    preemphasis: float = 0.97
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    log_floor: float = 1e-12
+    norm_alpha: float = 0.005
+    var_floor: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrontEndConfig":
+        return cls(**d)
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of log-mel frames for ``n_samples`` samples (no padding): 0 if too short."""
+        if n_samples < self.win_length:
+            return 0
+        return 1 + (n_samples - self.win_length) // self.hop_length
+
+
+def hz_to_mel(f):
+    """HTK mel scale: 2595 log10(1 + f / 700)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(m):
+    """Inverse of :func:`hz_to_mel`."""
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(cfg: FrontEndConfig) -> np.ndarray:
+    """Triangular HTK-mel filterbank, shape (n_fft // 2 + 1, n_mels), float64, peaks of 1.
+
+    Centre frequencies are ``n_mels + 2`` points evenly spaced in mel between ``fmin`` and
+    ``fmax``; filter k rises from point k to point k+1 and falls to point k+2.
+    """
+    edges = mel_to_hz(np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2))
+    freqs = np.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up = (freqs[None, :] - lo) / (mid - lo)
+    down = (hi - freqs[None, :]) / (hi - mid)
+    return np.maximum(0.0, np.minimum(up, down)).T
+
+
+def hann_window(n: int) -> np.ndarray:
+    """Periodic Hann window of ``n`` samples (float64)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+def log_mel(frames: np.ndarray, cfg: FrontEndConfig, fbank: np.ndarray | None = None) -> np.ndarray:
+    """Log-mel energies of pre-emphasised frames.
+
+    Args:
+        frames: (T, win_length) float pre-emphasised samples.
+    Returns:
+        (T, n_mels) float64 natural-log mel energies, ``ln(mel + log_floor)``.
+    """
+    fbank = mel_filterbank(cfg) if fbank is None else fbank
+    spec = np.fft.rfft(frames * hann_window(cfg.win_length), n=cfg.n_fft, axis=-1)
+    power = spec.real ** 2 + spec.imag ** 2
+    return np.log(power @ fbank + cfg.log_floor)
+
+
+class CausalNormaliser:
+    """Running mean / variance normalisation of log-mel frames (see module docstring).
+
+    Stateful so a stream can be fed in pieces: feeding frames in any split gives exactly
+    the frames of one call on the whole.
+    """
+
+    def __init__(self, cfg: FrontEndConfig):
+        self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.mean = np.zeros(self.cfg.n_mels)
+        self.var = 0.0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Normalise (T, n_mels) log-mel frames; returns (T, n_mels) float64."""
+        out = np.empty_like(x, dtype=np.float64)
+        alpha, floor = self.cfg.norm_alpha, self.cfg.var_floor
+        m, v, c = self.mean, self.var, self.count
+        for t in range(x.shape[0]):
+            a = max(1.0 / (c + 1), alpha)
+            m = m + a * (x[t] - m)
+            d = x[t] - m
+            v = v + a * (float(np.mean(d * d)) - v)
+            out[t] = d / np.sqrt(v + floor)
+            c += 1
+        self.mean, self.var, self.count = m, v, c
+        return out
+
+
+def preemphasis(x: np.ndarray, coef: float, prev: float = 0.0) -> np.ndarray:
+    """y[n] = x[n] - coef * x[n-1], with x[-1] = ``prev`` (0 at the start of a stream)."""
+    y = np.empty(len(x), dtype=np.float64)
+    if len(x):
+        y[0] = x[0] - coef * prev
+        y[1:] = x[1:] - coef * x[:-1]
+    return y
+
+
+def features(audio: np.ndarray, cfg: FrontEndConfig, name: str = "audio") -> np.ndarray:
+    """Normalised log-mel features of a whole utterance.
+
+    Args:
+        audio: (n_samples,) float mono samples at ``cfg.sample_rate`` Hz, full scale +-1.
+        name: how to name the input in error messages (a file path, say).
+    Returns:
+        (T, n_mels) float32, T = 1 + (n_samples - win_length) // hop_length.
+    Raises:
+        VpklInputError: the audio is not 1-D, or is shorter than one frame.
+    """
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise VpklInputError(f"{name}: expected 1-D mono samples, got shape {audio.shape}")
+    t = cfg.n_frames(len(audio))
+    if t == 0:
+        raise VpklInputError(
+            f"{name}: {len(audio)} samples is shorter than one frame "
+            f"({cfg.win_length} samples = {1000 * cfg.win_length / cfg.sample_rate:.0f} ms)")
+    y = preemphasis(audio.astype(np.float64), cfg.preemphasis)
+    idx = np.arange(cfg.win_length)[None, :] + cfg.hop_length * np.arange(t)[:, None]
+    return CausalNormaliser(cfg)(log_mel(y[idx], cfg)).astype(np.float32)

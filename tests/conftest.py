@@ -1,0 +1,59 @@
+"""Shared fixtures: real data from ../shared/data (or $VPKL_DATA), the shipped assets, a tiny bundle."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.environ.get("VPKL_DATA", os.path.join(ROOT, "..", "shared", "data"))
+ASSETS = os.path.join(ROOT, "assets")
+EXAMPLES = os.path.join(ASSETS, "examples")
+FSDD = os.path.join(DATA, "fsdd", "recordings")
+
+needs_data = pytest.mark.skipif(not os.path.isdir(FSDD), reason=f"FSDD not found at {FSDD} (set VPKL_DATA)")
+
+
+def run_cli(*args, module="vpkl.cli", env=None):
+    """Run a vpkl command in a fresh interpreter; returns CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def example_wavs():
+    return sorted(os.path.join(EXAMPLES, f) for f in os.listdir(EXAMPLES) if f.endswith(".wav"))
+
+
+@pytest.fixture(scope="session")
+def example_queries():
+    q = os.path.join(EXAMPLES, "queries")
+    return sorted(os.path.join(q, f) for f in os.listdir(q))
+
+
+@pytest.fixture(scope="session")
+def shipped_bundle():
+    return os.path.join(ASSETS, "digits")
+
+
+@pytest.fixture(scope="session")
+def random_bundle(tmp_path_factory, example_wavs, example_queries):
+    """An untrained digits model exported to a bundle (the export checks its own parity)."""
+    import torch
+    from vpkl.export.onnx_export import export_bundle
+    from vpkl.model.vpkl_model import build_model, save_checkpoint
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("bundle")
+    ckpt = str(d / "random.ckpt")
+    save_checkpoint(build_model("digits"), ckpt, threshold=0.5, keywords=["zero", "one"])
+    export_bundle(ckpt, str(d / "b"), example_wavs[:2], example_queries[:3])
+    return str(d / "b"), ckpt
+
+
+@pytest.fixture(scope="session")
+def fsdd_file():
+    if not os.path.isdir(FSDD):
+        pytest.skip(f"FSDD not found at {FSDD}")
+    return os.path.join(FSDD, "7_jackson_3.wav")

@@ -1,0 +1,106 @@
+"""Each bad input named in the end-to-end issue: one line naming the file, non-zero exit."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import run_cli
+
+
+def _check(r, name, what):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert name in lines[0] and what in lines[0], lines[0]
+    assert "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    files = {}
+    files["empty"] = d / "empty.wav"
+    files["empty"].write_bytes(b"")
+    files["zero"] = d / "zero.wav"
+    sf.write(files["zero"], np.zeros(0, np.float32), 16000)
+    files["text"] = d / "notes.wav"
+    files["text"].write_text("this is not audio\n" * 20)
+    good = d / "good.wav"
+    sf.write(good, 0.1 * np.sin(np.arange(16000) / 5.0), 16000, subtype="PCM_16")
+    files["trunc"] = d / "trunc.wav"
+    files["trunc"].write_bytes(good.read_bytes()[:20000])
+    files["short"] = d / "short.wav"
+    sf.write(files["short"], np.zeros(300, np.float32), 16000)
+    files["nan"] = d / "nan.wav"
+    x = np.zeros(16000, np.float32)
+    x[100] = np.nan
+    sf.write(files["nan"], x, 16000, subtype="FLOAT")
+    files["notimg"] = d / "seven_1.png"
+    files["notimg"].write_text("not an image")
+    files["good"] = good
+    return files
+
+
+@pytest.mark.parametrize("key,what", [("empty", "empty"), ("zero", "empty"), ("text", "not a readable audio file"),
+                                      ("trunc", "truncated"), ("short", "shorter than one frame"),
+                                      ("nan", "NaN")])
+def test_bad_audio(random_bundle, example_queries, bad_files, key, what):
+    r = run_cli("detect", "--bundle", random_bundle[0], "--query", example_queries[0], str(bad_files[key]))
+    _check(r, str(bad_files[key]), what)
+
+
+def test_missing_audio(random_bundle, example_queries, tmp_path):
+    p = str(tmp_path / "nope.wav")
+    _check(run_cli("detect", "--bundle", random_bundle[0], "--query", example_queries[0], p), p, "no such file")
+
+
+def test_not_an_image(random_bundle, bad_files):
+    p = str(bad_files["notimg"])
+    _check(run_cli("detect", "--bundle", random_bundle[0], "--query", p, str(bad_files["good"])), p, "not a readable image")
+
+
+def test_bundle_missing_file(random_bundle, example_queries, bad_files, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(random_bundle[0], b)
+    os.remove(b / "audio.onnx")
+    _check(run_cli("detect", "--bundle", str(b), "--query", example_queries[0], str(bad_files["good"])),
+           str(b), "missing audio.onnx")
+
+
+def test_bundle_other_format_version(random_bundle, example_queries, bad_files, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(random_bundle[0], b)
+    cfg = json.loads((b / "config.json").read_text())
+    cfg["format_version"] = 99
+    (b / "config.json").write_text(json.dumps(cfg))
+    _check(run_cli("detect", "--bundle", str(b), "--query", example_queries[0], str(bad_files["good"])),
+           "config.json", "format version 99")
+
+
+def test_query_folder_empty_or_badly_named(random_bundle, tmp_path, example_queries):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no images here")
+    man = tmp_path / "m.jsonl"
+    man.write_text(json.dumps({"audio": "x.wav", "words": []}) + "\n")
+    _check(run_cli("evaluate", "--bundle", random_bundle[0], "--manifest", str(man), "--queries", str(empty)),
+           str(empty), "no query images")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(example_queries[0], bad / "sevenwithoutunderscore.png")
+    _check(run_cli("evaluate", "--bundle", random_bundle[0], "--manifest", str(man), "--queries", str(bad)),
+           "sevenwithoutunderscore.png", "{keyword}_{anything}")
+
+
+def test_export_fp16_is_not_yet(random_bundle, tmp_path):
+    r = run_cli(random_bundle[1], "--out", str(tmp_path / "o"), "--fp16", module="vpkl.export.cli")
+    assert r.returncode == 2 and "not yet" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_export_refuses_to_overwrite(random_bundle):
+    r = run_cli(random_bundle[1], "--out", random_bundle[0], module="vpkl.export.cli")
+    assert r.returncode == 2 and "--force" in r.stderr

@@ -1,0 +1,102 @@
+"""Export parity (PyTorch vs onnxruntime) and the torch-free runtime against PyTorch."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from vpkl.model.head import localising_attention
+from vpkl.model.vpkl_model import build_model, load_checkpoint
+from vpkl.runtime.audio import read_audio
+from vpkl.runtime.bundle import Bundle
+from vpkl.runtime.detect import detect
+from vpkl.runtime.errors import VpklInputError
+from vpkl.runtime.images import read_image
+from vpkl.runtime.queries import enrol, folder_images, group_by_keyword
+
+
+def test_bundle_layout_and_config(random_bundle):
+    path, _ = random_bundle
+    assert sorted(os.listdir(path)) == ["audio.onnx", "config.json", "head.onnx", "image.onnx"]
+    cfg = json.load(open(os.path.join(path, "config.json")))
+    assert cfg["format_version"] == 1 and cfg["preset"] == "digits" and cfg["frame_rate"] == 50.0
+    assert cfg["front_end"]["n_mels"] == 40 and cfg["keywords"] == ["zero", "one"]
+
+
+def test_detect_matches_pytorch_end_to_end(random_bundle, example_wavs, example_queries):
+    """The whole runtime path (numpy front end, ONNX graphs) against the PyTorch model on real audio."""
+    path, ckpt = random_bundle
+    model, _ = load_checkpoint(ckpt)
+    b = Bundle.load(path)
+    groups = group_by_keyword(example_queries)
+    qs = enrol(b, groups)
+    for wav in example_wavs:
+        res = detect(b, wav, qs)
+        x = torch.from_numpy(read_audio(wav, 16000))[None]
+        with torch.no_grad():
+            feats, t = model.front_end(x)
+            frames = model.audio(feats)
+            q = torch.stack([model.image(torch.from_numpy(np.stack([read_image(f, b.image) for f in groups[k]]))).mean(0)
+                             for k in qs.keywords])
+            s, att, _ = localising_attention(q, frames, torch.tensor([frames.shape[1]]))
+        for k, r in enumerate(res):
+            assert abs(r.score - s[k, 0].item()) < 1e-4
+            assert np.abs(r.aud_att - att[k, 0].numpy()).max() < 1e-3
+            assert r.frame == int(torch.argmax(att[k, 0]))
+
+
+def test_head_graph_handles_partial_valid_frames(random_bundle):
+    b = Bundle.load(random_bundle[0])
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((3, 16, 128)).astype(np.float32)
+    a = rng.standard_normal((20, 128)).astype(np.float32)
+    s, att, im = b.score(q, a, n_valid=12)
+    rs, ratt, rim = localising_attention(torch.from_numpy(q), torch.from_numpy(a)[None], torch.tensor([12]))
+    assert np.abs(s - rs[:, 0].numpy()).max() < 1e-5
+    assert np.abs(att - ratt[:, 0].numpy()).max() < 1e-5 and np.all(att[:, 12:] == 0)
+
+
+def test_frame_time():
+    class B:  # Bundle.frame_time only needs the front end
+        from vpkl.runtime.features import FrontEndConfig
+        front_end = FrontEndConfig()
+    # embedding 0: centre of log-mel frame 0.5 -> (0.5 * 160 + 200) / 16000 = 17.5 ms; then 20 ms per frame
+    assert Bundle.frame_time(B, 0) == pytest.approx(0.0175)
+    assert Bundle.frame_time(B, 50) == pytest.approx(1.0175)
+
+
+def test_runtime_does_not_import_torch(random_bundle, example_wavs, example_queries):
+    code = ("import sys; from vpkl.runtime.bundle import Bundle; from vpkl.runtime.detect import detect; "
+            "from vpkl.runtime.queries import enrol, group_by_keyword; import vpkl.cli, vpkl.evaluation.evaluate; "
+            f"b = Bundle.load({random_bundle[0]!r}); q = enrol(b, group_by_keyword([{example_queries[0]!r}])); "
+            f"detect(b, {example_wavs[0]!r}, q); assert 'torch' not in sys.modules, 'torch imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_query_names(tmp_path, example_queries):
+    assert sorted(group_by_keyword(example_queries)) == ["eight", "five", "four", "nine", "one", "seven", "six",
+                                                       "three", "two", "zero"]
+    with pytest.raises(VpklInputError, match="no such query folder"):
+        folder_images(str(tmp_path / "nope"))
+
+
+def test_paper_preset_builds_runs_and_exports(tmp_path, example_wavs):
+    """Published sizes: M = 49 pixels of D = 2048 from 224 px; 50 frames/s; exports with parity."""
+    torch.manual_seed(0)
+    model = build_model("paper").eval()
+    with torch.no_grad():
+        pix = model.image(torch.zeros(1, 3, 224, 224))
+        frames = model.audio(torch.zeros(1, 100, 40))
+    assert pix.shape == (1, 49, 2048) and frames.shape == (1, 50, 2048)
+    from vpkl.model.vpkl_model import save_checkpoint
+    from vpkl.export.onnx_export import export_bundle
+    save_checkpoint(model, str(tmp_path / "paper.ckpt"))
+    flickr = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "flickr8k_keywords")
+    imgs = sorted(os.path.join(flickr, f) for f in os.listdir(flickr))[:2] if os.path.isdir(flickr) else \
+        [os.path.join(os.path.dirname(example_wavs[0]), "queries", "seven_test00.png")]
+    diffs = export_bundle(str(tmp_path / "paper.ckpt"), str(tmp_path / "pb"), example_wavs[:1], imgs)
+    assert diffs["S"] < 1e-4

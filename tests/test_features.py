@@ -1,0 +1,65 @@
+"""Front end: numpy runtime vs torch training implementation on real speech; hand-checked cases."""
+import numpy as np
+import pytest
+
+from vpkl.runtime.audio import read_audio
+from vpkl.runtime.errors import VpklInputError
+from vpkl.runtime.features import FrontEndConfig, features, log_mel, mel_filterbank
+
+CFG = FrontEndConfig()
+
+
+def test_numpy_matches_torch_on_real_speech(fsdd_file):
+    import torch
+    from vpkl.model.frontend import FrontEnd
+    x = read_audio(fsdd_file, 16000)
+    x = np.concatenate([x, 0.3 * x, x[::-1]])          # long enough to pass the warm-up
+    got = features(x, CFG)
+    ref, t = FrontEnd(CFG)(torch.from_numpy(x)[None])
+    assert got.shape == (CFG.n_frames(len(x)), 40) == tuple(ref.shape[1:])
+    assert np.abs(got - ref[0].numpy()).max() < 1e-4
+
+
+def test_filterbank_peaks_at_htk_centres():
+    fb = mel_filterbank(CFG)
+    assert fb.shape == (257, 40)
+    # hand computation: centre k is mel point k+1 of 42 evenly spaced in [0, 2595 log10(1 + 8000/700)]
+    top = 2595 * np.log10(1 + 8000 / 700)
+    centres = 700 * (10 ** (np.linspace(0, top, 42)[1:-1] / 2595) - 1)
+    freqs = np.arange(257) * 16000 / 512
+    assert np.all(np.abs(freqs[np.argmax(fb, axis=0)] - centres) <= 31.25)  # within one FFT bin
+    assert fb.max() <= 1.0 and fb.min() >= 0.0
+
+
+def test_level_does_not_change_features(fsdd_file):
+    x = read_audio(fsdd_file, 16000)
+    rng = np.random.default_rng(0)
+    x = x + 3e-3 * rng.standard_normal(len(x)).astype(np.float32)  # a noise floor, as real recordings have
+    a, b = features(x, CFG), features(x * 0.03, CFG)   # -30 dB
+    assert np.abs(a - b).max() < 1e-3
+
+
+def test_sine_lights_the_right_band():
+    t = np.arange(400) / 16000
+    f = log_mel(np.sin(2 * np.pi * 1000 * t)[None], CFG)[0]
+    centres = 700 * (10 ** (np.linspace(0, 2595 * np.log10(1 + 8000 / 700), 42)[1:-1] / 2595) - 1)
+    assert np.argmax(f) == np.argmin(np.abs(centres - 1000))
+
+
+def test_stationary_tone_normalises_to_zero():
+    """The running mean removes a steady tone: after warm-up every frame is ~0."""
+    t = np.arange(32000) / 16000
+    f = features((0.1 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), CFG)
+    assert np.abs(f[50:]).max() < 1e-3
+
+
+def test_frame_count_and_short_audio():
+    assert CFG.n_frames(400) == 1 and CFG.n_frames(560) == 2 and CFG.n_frames(399) == 0
+    assert features(np.zeros(16000, np.float32), CFG).shape == (98, 40)
+    with pytest.raises(VpklInputError, match="shorter than one frame"):
+        features(np.zeros(100, np.float32), CFG, "x.wav")
+
+
+def test_silence_is_finite():
+    f = features(np.zeros(8000, np.float32), CFG)
+    assert np.all(np.isfinite(f)) and np.abs(f).max() == 0.0

@@ -1,0 +1,193 @@
+"""The digits training recipe: `vpkl train --recipe digits --data DIR --out CKPT`.
+
+Each step synthesises a fresh batch of utterances from the training speakers (see
+:mod:`vpkl.training.digits_data`), computes features with augmentation (frequency warp,
+SpecAugment-style masks), draws digit images (random shifts) and minimises the MSE between
+the cosine (2 S - 1) and the +1/-1 targets of the chosen sampling. At the end the
+detection threshold is chosen on the validation split (best F1) and stored in the
+checkpoint with the keyword names.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from vpkl.model.frontend import spec_augment
+from vpkl.model.vpkl_model import VPKLModel, build_model, save_checkpoint
+from vpkl.runtime.images import preprocess
+
+from . import digits_data as dd
+from .sampling import SAMPLINGS, all_pairs_targets, pick_negative, pick_positive
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-3
+    seed: int = 0
+    sampling: str = "all_pairs"
+    warp: float = 0.12          # frequency warp factor drawn from [1 - warp, 1 + warp]
+    spec_augment: bool = True
+    threads: int = 2
+    val_utterances: int = 400
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def image_tensor(images: np.ndarray, preset) -> torch.Tensor:
+    """(K, 8, 8) uint8 digits -> (K, 1, 32, 32) network input, via the runtime's preprocessing."""
+    return torch.from_numpy(np.stack([preprocess(Image.fromarray(im), preset.image) for im in images]))
+
+
+def shift_images(rng: np.random.Generator, x: torch.Tensor, max_shift: int = 3) -> torch.Tensor:
+    """Random translation by up to ``max_shift`` px (edges filled with the background value)."""
+    out = torch.full_like(x, float(x.min()))
+    _, _, h, w = x.shape
+    for i in range(x.shape[0]):
+        dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, size=2))
+        out[i, :, max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = \
+            x[i, :, max(0, -dy):h + min(0, -dy), max(0, -dx):w + min(0, -dx)]
+    return out
+
+
+def pad_batch(utts: list) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(u.samples) for u in utts)
+    audio = torch.zeros(len(utts), n)
+    for i, u in enumerate(utts):
+        audio[i, :len(u.samples)] = torch.from_numpy(u.samples)
+    return audio, torch.tensor([len(u.samples) for u in utts])
+
+
+def utterance_features(model: VPKLModel, utts: list, rng=None, warp: float = 0.0, augment: bool = False):
+    audio, lengths = pad_batch(utts)
+    factors = None
+    if warp > 0 and rng is not None:
+        factors = torch.from_numpy(rng.uniform(1 - warp, 1 + warp, size=len(utts))).float()
+    feats, t = model.front_end(audio, lengths, factors)
+    if augment:
+        spec_augment(feats, t, rng)
+    return feats, t
+
+
+def keyword_sets(utts) -> list[set]:
+    return [{dd.KEYWORDS.index(w[0]) for w in u.words} for u in utts]
+
+
+def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, noise) -> torch.Tensor:
+    utts = [dd.synthesize(rng, recs, noise_bank=noise) for _ in range(cfg.batch_size)]
+    kws = keyword_sets(utts)
+    feats, t = utterance_features(model, utts, rng, cfg.warp, cfg.spec_augment)
+    draw = lambda ks: np.array([rng.choice(by_label[k]) for k in ks])
+    if cfg.sampling == "all_pairs":
+        pos = pick_positive(rng, kws)
+        img = shift_images(rng, images[draw(pos)])
+        s, _, _ = model.score(img, feats, t)
+        target = torch.from_numpy(all_pairs_targets(pos, kws))
+        return torch.mean((2 * s - 1 - target) ** 2)
+    # paper: per anchor utterance a positive and a negative image; per positive image a negative utterance
+    pos, neg = pick_positive(rng, kws), pick_negative(rng, kws, len(dd.KEYWORDS))
+    img = shift_images(rng, images[np.concatenate([draw(pos), draw(neg)])])
+    s, _, _ = model.score(img, feats, t)
+    b = cfg.batch_size
+    idx = torch.arange(b)
+    s_pos, s_neg_img = s[idx, idx], s[b + idx, idx]
+    # negative utterance for positive image i: another utterance in the batch without keyword pos[i]
+    neg_utt = [next((j for j in rng.permutation(b) if pos[i] not in kws[j]), None) for i in range(b)]
+    keep = torch.tensor([j is not None for j in neg_utt])
+    s_neg_utt = s[idx, torch.tensor([j if j is not None else 0 for j in neg_utt])][keep]
+    cos = lambda x: 2 * x - 1
+    return (torch.mean((cos(s_pos) - 1) ** 2) + torch.mean((cos(s_neg_img) + 1) ** 2)
+            + torch.mean((cos(s_neg_utt) + 1) ** 2))
+
+
+def pretrain_image_branch(model: VPKLModel, images: torch.Tensor, labels: np.ndarray, rng,
+                          steps: int = 300, batch_size: int = 64, lr: float = 2e-3) -> float:
+    """Initialise the image branch as a digit classifier (the digits analogue of the paper's
+    ImageNet-initialised ResNet50): a linear layer on the mean pixel embedding, cross-entropy
+    on the training images only. Returns the final training accuracy; the classifier is dropped.
+    """
+    clf = torch.nn.Linear(model.preset.embed_dim, int(labels.max()) + 1)
+    params = list(model.image.parameters()) + list(clf.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    y_all = torch.from_numpy(labels).long()
+    acc = 0.0
+    for _ in range(steps):
+        idx = torch.from_numpy(rng.integers(0, len(labels), size=batch_size))
+        logits = clf(model.image(shift_images(rng, images[idx])).mean(dim=1))
+        loss = torch.nn.functional.cross_entropy(logits, y_all[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        acc = 0.95 * acc + 0.05 * float((logits.argmax(1) == y_all[idx]).float().mean())
+    return acc
+
+
+@torch.no_grad()
+def choose_threshold(model: VPKLModel, data: str, seed: int, n_utts: int) -> tuple[float, dict]:
+    """Best-F1 detection threshold on the validation split, with queries averaged per keyword."""
+    from vpkl.evaluation.metrics import best_threshold
+    model.eval()
+    rng = np.random.default_rng(dd.split_seed("val", seed))
+    recs = dd.load_fsdd(data, "val")
+    utts = [dd.synthesize(rng, recs) for _ in range(n_utts)]
+    images, labels = dd.digit_images("val")
+    x = image_tensor(images, model.preset)
+    emb = model.image(x)
+    queries = torch.stack([emb[torch.from_numpy(labels == k)][:5].mean(0) for k in range(len(dd.KEYWORDS))])
+    scores, truth = [], []
+    from vpkl.model.head import localising_attention
+    for i in range(0, n_utts, 32):
+        chunk = utts[i:i + 32]
+        feats, t = utterance_features(model, chunk)
+        n_valid = torch.div(t, 2, rounding_mode="floor")
+        s, _, _ = localising_attention(queries, model.audio(feats, n_valid), n_valid)
+        scores.append(s.T.numpy())
+        truth += [[k in kw for k in range(len(dd.KEYWORDS))] for kw in keyword_sets(chunk)]
+    thr, f1 = best_threshold(np.concatenate(scores).ravel(), np.array(truth).ravel())
+    return thr, {"val_detection_f1": f1}
+
+
+def train(cfg: TrainConfig, preset: str = "digits") -> dict:
+    """Train, choose the threshold, write the checkpoint; returns a summary dict."""
+    if cfg.sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {cfg.sampling!r}")
+    torch.set_num_threads(cfg.threads)
+    rng = seed_everything(cfg.seed)
+    model = build_model(preset)
+    recs = dd.load_fsdd(cfg.data, "train")
+    imgs, labels = dd.digit_images("train")
+    images = image_tensor(imgs, model.preset)
+    by_label = {k: np.flatnonzero(labels == k) for k in range(len(dd.KEYWORDS))}
+    noise = dd.NoiseBank(rng)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    t0, ema = time.time(), None
+    model.train()
+    bar = tqdm(range(cfg.steps), desc="train", unit="step")
+    for _ in bar:
+        loss = step_loss(model, cfg, rng, recs, images, by_label, noise)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
+        bar.set_postfix(loss=f"{ema:.3f}")
+    thr, val = choose_threshold(model, cfg.data, cfg.seed, cfg.val_utterances)
+    summary = {"train_seconds": round(time.time() - t0, 1), "final_loss": ema, "threshold": thr, **val}
+    save_checkpoint(model, cfg.out, threshold=thr, keywords=list(dd.KEYWORDS), train=vars(cfg), summary=summary)
+    return summary
