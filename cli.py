@@ -39,17 +39,12 @@ def _threshold(a, bundle) -> float:
     return t
 
 
-def format_table(name: str, results, truth=None) -> str:
-    """Readable table of per-keyword results for one utterance."""
-    lines = [name, f"  {'keyword':<10} {'score':>6} {'thr':>6}  {'detected':<8} {'at (s)':>7} {'frame':>5}"
-             + ("  truth" if truth is not None else "")]
+def format_table(name: str, results) -> str:
+    """Readable table of per-keyword results for one utterance (time = argmax frame of aud_att)."""
+    lines = [name, f"  {'keyword':<10} {'score':>6} {'thr':>6}  {'detected':<8} {'at (s)':>7} {'frame':>5}"]
     for r in results:
-        row = (f"  {r.keyword:<10} {r.score:6.3f} {r.threshold:6.3f}  {'YES' if r.detected else 'no':<8} "
-               f"{r.time_s if r.detected else float('nan'):7.2f} {r.frame if r.detected else '-':>5}")
-        if truth is not None:
-            spans = [f"{a:.2f}-{b:.2f}" for w, a, b in truth if w == r.keyword]
-            row += "  " + (", ".join(spans) if spans else "-")
-        lines.append(row)
+        lines.append(f"  {r.keyword:<10} {r.score:6.3f} {r.threshold:6.3f}  {'YES' if r.detected else 'no':<8} "
+                     f"{r.time_s:7.2f} {r.frame:>5}")
     return "\n".join(lines)
 
 
@@ -118,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recipe", default="digits")
     t.add_argument("--data", default=DEFAULT_DATA, help="data folder (default: $VPKL_DATA or ../shared/data)")
     t.add_argument("--out", required=True, help="checkpoint to write")
-    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--steps", type=int, default=1200)
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--sampling", choices=["all_pairs", "paper"], default="all_pairs")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -11,13 +11,19 @@ from .presets import Preset
 
 
 class SmallCNN(nn.Module):
-    """Digits image trunk: 3x3 convs, three of stride 2 (32 px -> 4 x 4 = 16 pixels)."""
+    """Digits image trunk: 3x3 conv/BatchNorm/ReLU, three of stride 2 (32 px -> 4 x 4 = 16 pixels).
+
+    BatchNorm matters: without it the mostly-background digit images give pixel embeddings
+    that differ by ~0.5% between images at initialisation, and nothing learns for hundreds
+    of steps. (Exported in eval mode, so inference does not depend on the batch.)
+    """
 
     def __init__(self, in_ch: int, channels: tuple):
         super().__init__()
         layers, c = [], in_ch
         for i, out in enumerate(channels):
-            layers += [nn.Conv2d(c, out, 3, stride=1 if i == 0 else 2, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(c, out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                       nn.BatchNorm2d(out), nn.ReLU()]
             c = out
         self.net = nn.Sequential(*layers)
         self.out_channels = c
@@ -109,6 +115,18 @@ class BiLSTM(nn.Module):
         return torch.cat([self.fwd(x)[0], b], dim=2)
 
 
+class Block(nn.Module):
+    """LayerNorm -> ReLU -> Linear; with ``residual`` and equal widths, x + block(x)."""
+
+    def __init__(self, a: int, b: int, residual: bool):
+        super().__init__()
+        self.f = nn.Sequential(nn.LayerNorm(a), nn.ReLU(), nn.Linear(a, b))
+        self.residual = residual and a == b
+
+    def forward(self, x):
+        return x + self.f(x) if self.residual else self.f(x)
+
+
 class AudioBranch(nn.Module):
     """(B, T, n_mels) log-mel -> (B, N, D) frame embeddings at 50 frames/s, N = T // 2."""
 
@@ -117,16 +135,20 @@ class AudioBranch(nn.Module):
         fe = preset.front_end
         self.conv = nn.Conv1d(fe.n_mels, preset.conv_channels, 4, stride=2, padding=1)
         dims = (preset.conv_channels,) + tuple(preset.mlp_dims[1:])
-        self.mlp = nn.Sequential(*[
-            nn.Sequential(nn.LayerNorm(a), nn.ReLU(), nn.Linear(a, b)) for a, b in zip(dims[:-1], dims[1:])])
-        self.lstm = init_lstm(nn.LSTM(dims[-1], preset.lstm_hidden, num_layers=4, batch_first=True))
+        self.residual = preset.residual
+        self.mlp = nn.Sequential(*[Block(a, b, preset.residual) for a, b in zip(dims[:-1], dims[1:])])
+        self.lstms = nn.ModuleList([init_lstm(nn.LSTM(dims[-1] if i == 0 else preset.lstm_hidden,
+                                                      preset.lstm_hidden, batch_first=True)) for i in range(4)])
         self.bilstm1 = BiLSTM(preset.lstm_hidden, preset.bilstm1_hidden)
         self.bilstm2 = BiLSTM(2 * preset.bilstm1_hidden, preset.bilstm2_hidden)
 
     def causal(self, feats: torch.Tensor) -> torch.Tensor:
         """The causal part (conv, MLP, unidirectional LSTMs): (B, T, n_mels) -> (B, N, H)."""
-        x = self.conv(feats.transpose(1, 2)).transpose(1, 2)
-        return self.lstm(self.mlp(x))[0]
+        x = self.mlp(self.conv(feats.transpose(1, 2)).transpose(1, 2))
+        for i, lstm in enumerate(self.lstms):
+            y = lstm(x)[0]
+            x = x + y if self.residual and i > 0 else y
+        return x
 
     def forward(self, feats: torch.Tensor, n_valid: torch.Tensor | None = None) -> torch.Tensor:
         """``n_valid`` (B,) valid frames per row of a right-padded batch; None: all valid."""

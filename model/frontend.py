@@ -28,10 +28,11 @@ class FrontEnd(torch.nn.Module):
         y = torch.cat([audio[:, :1], audio[:, 1:] - c.preemphasis * audio[:, :-1]], dim=1)
         frames = y.unfold(1, c.win_length, c.hop_length) * self.window
         spec = torch.fft.rfft(frames, n=c.n_fft, dim=-1)
-        power = spec.real ** 2 + spec.imag ** 2
+        # float32 from here on: relative precision is what matters, and it is kept
+        power = (spec.real ** 2 + spec.imag ** 2).float()
         if warp is not None:
-            power = warp_frequency(power, warp.double())
-        return torch.log(power @ self.fbank + c.log_floor)
+            power = warp_frequency(power, warp.float())
+        return torch.log(power @ self.fbank.float() + c.log_floor)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Causal running mean/variance normalisation over time (dim 1).
@@ -54,7 +55,7 @@ class FrontEnd(torch.nn.Module):
         ``lengths`` are valid samples per row (zero padding after them); frames beyond a
         row's count are set to 0, the value the audio branch's conv pads with.
         """
-        x = self.normalise(self.log_mel(audio, warp)).float()
+        x = self.normalise(self.log_mel(audio, warp))
         if lengths is None:
             lengths = torch.full((audio.shape[0],), audio.shape[1])
         t = torch.tensor([self.cfg.n_frames(int(n)) for n in lengths])

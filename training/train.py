@@ -6,6 +6,9 @@ SpecAugment-style masks), draws digit images (random shifts) and minimises the M
 the cosine (2 S - 1) and the +1/-1 targets of the chosen sampling. At the end the
 detection threshold is chosen on the validation split (best F1) and stored in the
 checkpoint with the keyword names.
+
+Status: on this CPU budget (about 1200 steps in 15 minutes) the recipe does not yet
+learn to discriminate keywords (batch AUC of S stays near 0.6); see the README.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vpkl.model.frontend import spec_augment
+from vpkl.model.head import localising_attention
 from vpkl.model.vpkl_model import VPKLModel, build_model, save_checkpoint
 from vpkl.runtime.images import preprocess
 
@@ -30,15 +34,16 @@ from .sampling import SAMPLINGS, all_pairs_targets, pick_negative, pick_positive
 class TrainConfig:
     data: str
     out: str
-    steps: int = 3000
+    steps: int = 1200
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3           # peak of a one-cycle schedule; 2e-3 and above oscillate
     seed: int = 0
     sampling: str = "all_pairs"
     warp: float = 0.12          # frequency warp factor drawn from [1 - warp, 1 + warp]
     spec_augment: bool = True
     threads: int = 2
     val_utterances: int = 400
+    images_per_keyword: int = 3  # all_pairs: query images per keyword in each batch
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -87,17 +92,26 @@ def keyword_sets(utts) -> list[set]:
     return [{dd.KEYWORDS.index(w[0]) for w in u.words} for u in utts]
 
 
-def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, noise) -> torch.Tensor:
+def batch_auc(s: torch.Tensor, target: torch.Tensor) -> float:
+    """Share of (positive, negative) pairs ranked correctly: a progress figure for the bar."""
+    sv, tv = s.detach().numpy().ravel(), target.numpy().ravel() > 0
+    if tv.all() or not tv.any():
+        return 0.5
+    return float((sv[tv][:, None] > sv[~tv][None, :]).mean())
+
+
+def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, noise) -> tuple[torch.Tensor, float]:
+    """One batch: (loss, batch AUC of S)."""
     utts = [dd.synthesize(rng, recs, noise_bank=noise) for _ in range(cfg.batch_size)]
     kws = keyword_sets(utts)
     feats, t = utterance_features(model, utts, rng, cfg.warp, cfg.spec_augment)
     draw = lambda ks: np.array([rng.choice(by_label[k]) for k in ks])
     if cfg.sampling == "all_pairs":
-        pos = pick_positive(rng, kws)
-        img = shift_images(rng, images[draw(pos)])
+        labels = np.repeat(np.arange(len(dd.KEYWORDS)), cfg.images_per_keyword)
+        img = shift_images(rng, images[draw(labels)])
         s, _, _ = model.score(img, feats, t)
-        target = torch.from_numpy(all_pairs_targets(pos, kws))
-        return torch.mean((2 * s - 1 - target) ** 2)
+        target = torch.from_numpy(all_pairs_targets(labels, kws))
+        return torch.mean((2 * s - 1 - target) ** 2), batch_auc(s, target)
     # paper: per anchor utterance a positive and a negative image; per positive image a negative utterance
     pos, neg = pick_positive(rng, kws), pick_negative(rng, kws, len(dd.KEYWORDS))
     img = shift_images(rng, images[np.concatenate([draw(pos), draw(neg)])])
@@ -110,30 +124,9 @@ def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, n
     keep = torch.tensor([j is not None for j in neg_utt])
     s_neg_utt = s[idx, torch.tensor([j if j is not None else 0 for j in neg_utt])][keep]
     cos = lambda x: 2 * x - 1
-    return (torch.mean((cos(s_pos) - 1) ** 2) + torch.mean((cos(s_neg_img) + 1) ** 2)
+    loss = (torch.mean((cos(s_pos) - 1) ** 2) + torch.mean((cos(s_neg_img) + 1) ** 2)
             + torch.mean((cos(s_neg_utt) + 1) ** 2))
-
-
-def pretrain_image_branch(model: VPKLModel, images: torch.Tensor, labels: np.ndarray, rng,
-                          steps: int = 300, batch_size: int = 64, lr: float = 2e-3) -> float:
-    """Initialise the image branch as a digit classifier (the digits analogue of the paper's
-    ImageNet-initialised ResNet50): a linear layer on the mean pixel embedding, cross-entropy
-    on the training images only. Returns the final training accuracy; the classifier is dropped.
-    """
-    clf = torch.nn.Linear(model.preset.embed_dim, int(labels.max()) + 1)
-    params = list(model.image.parameters()) + list(clf.parameters())
-    opt = torch.optim.Adam(params, lr=lr)
-    y_all = torch.from_numpy(labels).long()
-    acc = 0.0
-    for _ in range(steps):
-        idx = torch.from_numpy(rng.integers(0, len(labels), size=batch_size))
-        logits = clf(model.image(shift_images(rng, images[idx])).mean(dim=1))
-        loss = torch.nn.functional.cross_entropy(logits, y_all[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        acc = 0.95 * acc + 0.05 * float((logits.argmax(1) == y_all[idx]).float().mean())
-    return acc
+    return loss, float((s_pos > s_neg_img).float().mean())
 
 
 @torch.no_grad()
@@ -149,7 +142,6 @@ def choose_threshold(model: VPKLModel, data: str, seed: int, n_utts: int) -> tup
     emb = model.image(x)
     queries = torch.stack([emb[torch.from_numpy(labels == k)][:5].mean(0) for k in range(len(dd.KEYWORDS))])
     scores, truth = [], []
-    from vpkl.model.head import localising_attention
     for i in range(0, n_utts, 32):
         chunk = utts[i:i + 32]
         feats, t = utterance_features(model, chunk)
@@ -174,19 +166,21 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
     by_label = {k: np.flatnonzero(labels == k) for k in range(len(dd.KEYWORDS))}
     noise = dd.NoiseBank(rng)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    t0, ema = time.time(), None
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05,
+                                                final_div_factor=20)
+    t0, ema, auc = time.time(), None, 0.5
     model.train()
     bar = tqdm(range(cfg.steps), desc="train", unit="step")
     for _ in bar:
-        loss = step_loss(model, cfg, rng, recs, images, by_label, noise)
+        loss, a = step_loss(model, cfg, rng, recs, images, by_label, noise)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         sched.step()
-        ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
-        bar.set_postfix(loss=f"{ema:.3f}")
+        ema = float(loss.detach()) if ema is None else 0.98 * ema + 0.02 * float(loss.detach())
+        auc = 0.95 * auc + 0.05 * a
+        bar.set_postfix(loss=f"{ema:.3f}", auc=f"{auc:.3f}")
     thr, val = choose_threshold(model, cfg.data, cfg.seed, cfg.val_utterances)
     summary = {"train_seconds": round(time.time() - t0, 1), "final_loss": ema, "threshold": thr, **val}
     save_checkpoint(model, cfg.out, threshold=thr, keywords=list(dd.KEYWORDS), train=vars(cfg), summary=summary)

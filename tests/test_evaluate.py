@@ -1,0 +1,47 @@
+"""Metrics on hand-computed cases, manifest errors, and `vpkl evaluate` end to end."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES, run_cli
+from vpkl.evaluation.manifest import read_manifest
+from vpkl.evaluation.metrics import best_threshold, vpkl_metrics
+from vpkl.runtime.errors import VpklInputError
+
+
+def test_metrics_hand_computed():
+    # 5 pairs: spoken = T T T F F; scores 0.9 0.8 0.2 0.7 0.1 at threshold 0.5 -> detected T T F T F
+    m = vpkl_metrics([0.9, 0.8, 0.2, 0.7, 0.1], [1, 1, 1, 0, 0], [1, 0, 1, 0, 0], 0.5)
+    assert m["detection"]["precision"] == pytest.approx(2 / 3)
+    assert m["detection"]["recall"] == pytest.approx(2 / 3)
+    # correctly localised detections: pair 0 only -> P = 1/3, R = 1/3; accuracy: placed 2 of 3 spoken
+    assert m["localisation"]["precision"] == pytest.approx(1 / 3)
+    assert m["localisation"]["recall"] == pytest.approx(1 / 3)
+    assert m["localisation"]["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_best_threshold():
+    thr, f1 = best_threshold(np.array([0.9, 0.8, 0.3, 0.2]), np.array([1, 1, 0, 0]))
+    assert f1 == 1.0 and 0.3 < thr < 0.8
+
+
+@pytest.mark.parametrize("line,match", [("{not json", "not JSON"), ('{"words": []}', "string \"audio\""),
+                                        ('{"audio": "a.wav", "words": [["one", "x"]]}', "keyword, start_s, end_s")])
+def test_manifest_errors_name_the_line(tmp_path, line, match):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"audio": "ok.wav", "words": []}\n' + line + "\n")
+    with pytest.raises(VpklInputError, match=f"m.jsonl:2: .*{match}"):
+        read_manifest(str(p))
+
+
+def test_evaluate_cli_on_examples(shipped_bundle, tmp_path):
+    r = run_cli("evaluate", "--bundle", shipped_bundle, "--manifest", f"{EXAMPLES}/examples.jsonl",
+                "--queries", f"{EXAMPLES}/queries", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["utterances"] == 4 and res["overall"]["pairs"] == 40
+    assert set(res["by_snr"]) <= {"10-20 dB", "20-30 dB"}
+    for m in [res["overall"], *res["by_snr"].values()]:
+        assert 0.0 <= m["detection"]["f1"] <= 1.0 and 0.0 <= m["localisation"]["accuracy"] <= 1.0
+    assert sum(m["pairs"] for m in res["by_snr"].values()) == 40

@@ -1,0 +1,57 @@
+"""Training recipe pieces: sampling targets, data synthesis facts, a seeded two-step run."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA, needs_data
+from vpkl.training import digits_data as dd
+from vpkl.training.sampling import all_pairs_targets, pick_negative, pick_positive
+
+
+def test_all_pairs_targets_hand_computed():
+    t = all_pairs_targets(np.array([3, 7]), [{3, 5}, {7}, {1, 2}])
+    assert t.tolist() == [[1, -1, -1], [-1, 1, -1]]
+
+
+def test_keyword_sampling_positive_shares_negative_does_not():
+    rng = np.random.default_rng(0)
+    kws = [{1, 2}, {5}, {0, 3, 9}] * 20
+    pos, neg = pick_positive(rng, kws), pick_negative(rng, kws, 10)
+    assert all(p in k for p, k in zip(pos, kws)) and all(n not in k for n, k in zip(neg, kws))
+
+
+def test_coloured_noise_slope():
+    rng = np.random.default_rng(0)
+    for beta in (0.0, 2.0):
+        x = dd.coloured_noise(rng, 1 << 16, beta)
+        p = np.abs(np.fft.rfft(x)) ** 2
+        lo, hi = p[100:200].mean(), p[10000:20000].mean()
+        assert np.sqrt(np.mean(x ** 2)) == pytest.approx(1.0, rel=1e-6)
+        assert (hi / lo > 0.5) if beta == 0 else (hi / lo < 1e-3)
+
+
+@needs_data
+def test_synthesized_utterance_levels_and_words():
+    recs = dd.load_fsdd(DATA, "test")
+    assert {r.speaker for r in recs} == {dd.HELD_OUT_SPEAKER}
+    rng = np.random.default_rng(0)
+    u = dd.synthesize(rng, recs, peak_dbfs=(-20.0, -20.0), snr_db=(60.0, 60.0))
+    assert 2 <= len(u.words) <= 5
+    assert 20 * np.log10(np.abs(u.samples).max()) == pytest.approx(-20.0, abs=0.1)
+    assert all(0 <= a < b <= len(u.samples) / 16000 for _, a, b in u.words)
+    assert all(u.words[i][2] <= u.words[i + 1][1] for i in range(len(u.words) - 1))
+
+
+@needs_data
+def test_training_is_seeded_and_writes_a_checkpoint(tmp_path):
+    from vpkl.model.vpkl_model import load_checkpoint
+    from vpkl.training.train import TrainConfig, train
+    outs = []
+    for i in range(2):
+        cfg = TrainConfig(data=DATA, out=str(tmp_path / f"m{i}.ckpt"), steps=2, batch_size=4, val_utterances=8)
+        outs.append(train(cfg))
+    assert outs[0]["final_loss"] == outs[1]["final_loss"]
+    model, ckpt = load_checkpoint(str(tmp_path / "m0.ckpt"))
+    assert ckpt["keywords"] == list(dd.KEYWORDS) and 0.0 <= ckpt["threshold"] <= 1.0
+    a, b = (load_checkpoint(str(tmp_path / f"m{i}.ckpt"))[0].state_dict() for i in range(2))
+    assert all(torch.equal(a[k], b[k]) for k in a)
