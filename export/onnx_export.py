@@ -144,6 +144,9 @@ def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_pa
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(out_dir, 0o777 & ~umask)  # mkdtemp made it private
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
