@@ -167,6 +167,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("vpkl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `vpkl demo | head -1`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -21,6 +22,21 @@ class Entry:
     snr_db: float | None
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _words(raw, where: str) -> list:
+    """Check ``[[keyword, start_s, end_s], ...]``: string keyword, finite 0 <= start < end."""
+    ok = isinstance(raw, list) and all(
+        isinstance(w, list) and len(w) == 3 and isinstance(w[0], str) and _is_number(w[1])
+        and _is_number(w[2]) and 0 <= w[1] < w[2] for w in raw)
+    if not ok:
+        raise VpklInputError(f"{where}: \"words\" must be a list of [keyword, start_s, end_s] "
+                             "with finite times, 0 <= start < end")
+    return [(w.lower(), float(a), float(b)) for w, a, b in raw]
+
+
 def read_manifest(path: str) -> list[Entry]:
     """Parse and check a manifest; audio paths are resolved against its folder.
 
@@ -28,8 +44,10 @@ def read_manifest(path: str) -> list[Entry]:
         VpklInputError: missing file, a line that is not JSON or lacks/misshapes
             ``audio``/``words`` (the line number is named), or no entries at all.
     """
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise VpklInputError(f"{path}: no such manifest")
+    if not os.path.isfile(path):
+        raise VpklInputError(f"{path}: is a folder, expected a JSON-lines manifest file")
     base = os.path.dirname(os.path.abspath(path))
     out = []
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -43,12 +61,10 @@ def read_manifest(path: str) -> list[Entry]:
                 raise VpklInputError(f"{where}: not JSON ({e.msg})") from None
             if not isinstance(d, dict) or not isinstance(d.get("audio"), str):
                 raise VpklInputError(f"{where}: expected an object with a string \"audio\"")
-            words = d.get("words", [])
-            try:
-                words = [(str(w).lower(), float(a), float(b)) for w, a, b in words]
-            except (TypeError, ValueError):
-                raise VpklInputError(f"{where}: \"words\" must be a list of [keyword, start_s, end_s]") from None
+            words = _words(d.get("words", []), where)
             snr = d.get("snr_db")
+            if snr is not None and not _is_number(snr):
+                raise VpklInputError(f"{where}: \"snr_db\" must be a finite number, got {snr!r}")
             out.append(Entry(os.path.join(base, d["audio"]), words, None if snr is None else float(snr)))
     if not out:
         raise VpklInputError(f"{path}: the manifest has no utterances")

@@ -85,6 +85,7 @@ def check_parity(model: VPKLModel, bundle_dir: str, audio_paths: list[str], imag
     """
     from vpkl.runtime.audio import read_audio
     from vpkl.runtime.bundle import Bundle
+    from vpkl.runtime.detect import min_samples
     from vpkl.runtime.features import features
     from vpkl.runtime.images import read_image
 
@@ -97,7 +98,11 @@ def check_parity(model: VPKLModel, bundle_dir: str, audio_paths: list[str], imag
         q_o = b.embed_images(imgs)
         diffs["pixels"] = float(np.abs(q_t.numpy() - q_o).max())
         for f in audio_paths:
-            x = features(read_audio(f, p.front_end.sample_rate), p.front_end, f)
+            samples = read_audio(f, p.front_end.sample_rate)
+            if len(samples) < min_samples(b):
+                raise VpklInputError(f"{f}: {len(samples)} samples is shorter than one frame "
+                                     f"(the parity check needs at least {min_samples(b)})")
+            x = features(samples, p.front_end, f)
             a_t = model.audio(torch.from_numpy(x)[None])[0]
             a_o = b.embed_features(x)
             diffs["frames"] = max(diffs["frames"], float(np.abs(a_t.numpy() - a_o).max()))
@@ -109,6 +114,26 @@ def check_parity(model: VPKLModel, bundle_dir: str, audio_paths: list[str], imag
         raise RuntimeError(f"export parity failed: onnxruntime and PyTorch scores differ by "
                            f"{diffs['S']:.2e} > {tol:.0e} (largest differences: {diffs})")
     return diffs
+
+
+def check_out_dir(out_dir: str, ckpt_path: str, force: bool) -> None:
+    """Refuse an output path that would lose anything but an old bundle.
+
+    ``--force`` replaces an existing *bundle* folder (only bundle files in it); it never
+    deletes a file, the current folder, a folder holding other files, or the checkpoint.
+    """
+    if not os.path.exists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise VpklInputError(f"{out_dir}: exists and is not a folder; choose another --out")
+    if not force:
+        raise VpklInputError(f"{out_dir}: already exists; pass --force to replace it")
+    if os.path.abspath(out_dir) in (os.getcwd(), os.path.dirname(os.path.abspath(ckpt_path))):
+        raise VpklInputError(f"{out_dir}: holds the checkpoint or is the current folder; choose another --out")
+    others = sorted(set(os.listdir(out_dir)) - set(BUNDLE_FILES))
+    if others:
+        raise VpklInputError(f"{out_dir}: is not a bundle (it holds {', '.join(others[:3])}); "
+                             "--force only replaces a bundle folder")
 
 
 def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_paths: list[str],
@@ -125,10 +150,11 @@ def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_pa
     if fp16:
         raise VpklInputError("--fp16: not yet implemented (planned with int8 calibration); "
                              "export without it for an fp32 bundle")
-    if not os.path.isfile(ckpt_path):
+    if not os.path.exists(ckpt_path):
         raise VpklInputError(f"{ckpt_path}: no such checkpoint")
-    if os.path.exists(out_dir) and not force:
-        raise VpklInputError(f"{out_dir}: already exists; pass --force to replace it")
+    if not os.path.isfile(ckpt_path):
+        raise VpklInputError(f"{ckpt_path}: is not a file, expected a checkpoint from `vpkl train`")
+    check_out_dir(out_dir, ckpt_path, force)
     try:
         model, ckpt = load_checkpoint(ckpt_path)
     except Exception as e:  # torch.load raises many kinds for a non-checkpoint file

@@ -62,8 +62,10 @@ class Bundle:
                 version, a graph that onnxruntime cannot load.
         """
         path = os.fspath(path)
-        if not os.path.isdir(path):
+        if not os.path.exists(path):
             raise VpklInputError(f"{path}: no such bundle folder")
+        if not os.path.isdir(path):
+            raise VpklInputError(f"{path}: is a file, expected a bundle folder (vpkl-export --out)")
         missing = [f for f in BUNDLE_FILES if not os.path.isfile(os.path.join(path, f))]
         if missing:
             raise VpklInputError(f"{path}: incomplete bundle, missing {', '.join(missing)}")
@@ -81,7 +83,25 @@ class Bundle:
         absent = [k for k in _CONFIG_KEYS if k not in config]
         if absent:
             raise VpklInputError(f"{cfg_path}: missing keys {', '.join(absent)}")
-        return cls(path, config, threads)
+        try:
+            bundle = cls(path, config, threads)
+        except (TypeError, ValueError, KeyError) as e:
+            raise VpklInputError(f"{cfg_path}: a value has the wrong type or is missing ({e})") from None
+        bundle._check_graphs(cfg_path)
+        return bundle
+
+    def _check_graphs(self, cfg_path: str) -> None:
+        """The config must describe the graphs: image channels/size and D."""
+        img = self._image.get_inputs()[0].shape
+        want = [self.image.channels, self.image.size, self.image.size]
+        fe = self.front_end
+        ok = (img[1:] == want and self._audio.get_outputs()[0].shape[2] == self.embed_dim
+              and self._audio.get_inputs()[0].shape[2] == fe.n_mels
+              and isinstance(fe.sample_rate, int) and fe.sample_rate > 0
+              and isinstance(fe.win_length, int) and isinstance(fe.hop_length, int) and fe.hop_length > 0)
+        if not ok:
+            raise VpklInputError(f"{cfg_path}: does not match the graphs (image input {img[1:]} vs "
+                                 f"config {want}, embed_dim {self.embed_dim}, front end {fe}); re-export")
 
     def frame_time(self, frame) -> np.ndarray | float:
         """Centre time in seconds of audio embedding ``frame`` (0-based).

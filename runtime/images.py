@@ -64,8 +64,10 @@ def read_image(path, cfg: ImageConfig) -> np.ndarray:
         VpklInputError: the file is missing or is not an image pillow can decode.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise VpklInputError(f"{path}: no such image file")
+    if not os.path.isfile(path):
+        raise VpklInputError(f"{path}: is a folder, expected an image file (use --queries for a folder)")
     try:
         with Image.open(path) as img:
             img.load()

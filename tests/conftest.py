@@ -55,5 +55,5 @@ def random_bundle(tmp_path_factory, example_wavs, example_queries):
 @pytest.fixture(scope="session")
 def fsdd_file():
     if not os.path.isdir(FSDD):
-        pytest.skip(f"FSDD not found at {FSDD}")
+        pytest.skip(f"FSDD not found at {FSDD} (set VPKL_DATA)")
     return os.path.join(FSDD, "7_jackson_3.wav")

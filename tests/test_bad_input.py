@@ -104,3 +104,32 @@ def test_export_fp16_is_not_yet(random_bundle, tmp_path):
 def test_export_refuses_to_overwrite(random_bundle):
     r = run_cli(random_bundle[1], "--out", random_bundle[0], module="vpkl.export.cli")
     assert r.returncode == 2 and "--force" in r.stderr
+
+
+def test_export_force_never_deletes_other_files(random_bundle, tmp_path):
+    """--force replaces a bundle folder only: not a folder with other files, not the checkpoint's folder."""
+    import shutil as sh
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    r = run_cli(random_bundle[1], "--out", str(keep), "--force", module="vpkl.export.cli")
+    assert r.returncode == 2 and "is not a bundle" in r.stderr and (keep / "notes.txt").exists()
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    sh.copy(random_bundle[1], ck / "m.ckpt")
+    r = run_cli(str(ck / "m.ckpt"), "--out", str(ck), "--force", module="vpkl.export.cli")
+    assert r.returncode == 2 and (ck / "m.ckpt").exists()
+    f = tmp_path / "afile"
+    f.write_text("x")
+    r = run_cli(random_bundle[1], "--out", str(f), "--force", module="vpkl.export.cli")
+    assert r.returncode == 2 and "not a folder" in r.stderr and f.read_text() == "x"
+
+
+def test_config_that_does_not_match_the_graphs(random_bundle, example_queries, bad_files, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(random_bundle[0], b)
+    cfg = json.loads((b / "config.json").read_text())
+    cfg["image"]["mode"] = "RGB"
+    (b / "config.json").write_text(json.dumps(cfg))
+    _check(run_cli("detect", "--bundle", str(b), "--query", example_queries[0], str(bad_files["good"])),
+           "config.json", "does not match the graphs")
