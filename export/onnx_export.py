@@ -85,7 +85,7 @@ def check_parity(model: VPKLModel, bundle_dir: str, audio_paths: list[str], imag
     """
     from vpkl.runtime.audio import read_audio
     from vpkl.runtime.bundle import Bundle
-    from vpkl.runtime.detect import min_samples
+    from vpkl.runtime.detect import require_one_frame
     from vpkl.runtime.features import features
     from vpkl.runtime.images import read_image
 
@@ -98,11 +98,7 @@ def check_parity(model: VPKLModel, bundle_dir: str, audio_paths: list[str], imag
         q_o = b.embed_images(imgs)
         diffs["pixels"] = float(np.abs(q_t.numpy() - q_o).max())
         for f in audio_paths:
-            samples = read_audio(f, p.front_end.sample_rate)
-            if len(samples) < min_samples(b):
-                raise VpklInputError(f"{f}: {len(samples)} samples is shorter than one frame "
-                                     f"(the parity check needs at least {min_samples(b)})")
-            x = features(samples, p.front_end, f)
+            x = features(require_one_frame(b, read_audio(f, p.front_end.sample_rate), f), p.front_end, f)
             a_t = model.audio(torch.from_numpy(x)[None])[0]
             a_o = b.embed_features(x)
             diffs["frames"] = max(diffs["frames"], float(np.abs(a_t.numpy() - a_o).max()))

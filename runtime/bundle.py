@@ -91,7 +91,8 @@ class Bundle:
         return bundle
 
     def _check_graphs(self, cfg_path: str) -> None:
-        """The config must describe the graphs: image channels/size and D."""
+        """The config must describe the graphs (image channels and size, n_mels, D) and hold integer
+        front-end sizes; raises VpklInputError naming config.json otherwise."""
         img = self._image.get_inputs()[0].shape
         want = [self.image.channels, self.image.size, self.image.size]
         fe = self.front_end

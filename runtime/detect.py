@@ -43,6 +43,16 @@ def min_samples(bundle: Bundle) -> int:
     return fe.win_length + fe.hop_length
 
 
+def require_one_frame(bundle: Bundle, x: np.ndarray, name: str) -> np.ndarray:
+    """Return ``x`` if it gives at least one audio embedding, else raise VpklInputError naming ``name``."""
+    need = min_samples(bundle)
+    if len(x) < need:
+        sr = bundle.front_end.sample_rate
+        raise VpklInputError(f"{name}: {len(x) / sr * 1000:.1f} ms of audio is shorter than one frame "
+                             f"(needs at least {need} samples = {need / sr * 1000:.0f} ms)")
+    return x
+
+
 def embed_audio(bundle: Bundle, audio, name: str = "audio") -> np.ndarray:
     """Audio (path or samples at the bundle's rate) -> (N, D) float32 frame embeddings.
 
@@ -50,12 +60,7 @@ def embed_audio(bundle: Bundle, audio, name: str = "audio") -> np.ndarray:
         VpklInputError: unreadable/empty/non-finite audio, or shorter than one embedding frame.
     """
     x = as_samples(audio, bundle.front_end.sample_rate, name)
-    need = min_samples(bundle)
-    if len(x) < need:
-        sr = bundle.front_end.sample_rate
-        raise VpklInputError(f"{name}: {len(x) / sr * 1000:.1f} ms of audio is shorter than one frame "
-                             f"(needs at least {need} samples = {need / sr * 1000:.0f} ms)")
-    return bundle.embed_features(features(x, bundle.front_end, name))
+    return bundle.embed_features(features(require_one_frame(bundle, x, name), bundle.front_end, name))
 
 
 def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str = "audio") -> list[KeywordResult]:
