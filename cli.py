@@ -22,7 +22,7 @@ def cmd_train(a) -> int:
     if os.path.exists(a.out) and not a.force:
         raise VpklInputError(f"{a.out}: already exists; pass --force to overwrite it")
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                      seed=a.seed, sampling=a.sampling)
+                      seed=a.seed, sampling=a.sampling, loss=a.loss)
     print(json.dumps(train(cfg), indent=2))
     return 0
 
@@ -117,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--sampling", choices=["all_pairs", "paper"], default="all_pairs")
+    t.add_argument("--sampling", choices=["all_pairs", "paper"], default="all_pairs",
+                   help="which image-utterance pairs each step scores (paper: per-anchor keyword sampling)")
+    t.add_argument("--loss", choices=["bce", "mse"], default="bce",
+                   help="bce: sigmoid cross-entropy on a learnt scale of the cosine; mse: the paper's loss")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     t.set_defaults(func=cmd_train)
 

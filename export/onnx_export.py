@@ -33,6 +33,7 @@ class _Audio(torch.nn.Module):
     def __init__(self, model: VPKLModel):
         super().__init__()
         self.audio = model.audio
+        self.train(model.training)  # torch.onnx.export restores this mode on the whole module afterwards
 
     def forward(self, features):
         return self.audio(features)
@@ -60,6 +61,7 @@ def bundle_config(model: VPKLModel, ckpt: dict) -> dict:
 
 def export_graphs(model: VPKLModel, out_dir: str) -> None:
     """Write image.onnx, audio.onnx and head.onnx for ``model`` into ``out_dir``."""
+    model.eval()  # BatchNorm with its running statistics, as at inference
     p = model.preset
     c = p.image.channels
     img = torch.zeros(1, c, p.image.size, p.image.size)

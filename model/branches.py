@@ -48,6 +48,29 @@ def resnet50_trunk(weights_path: str | None = None) -> nn.Module:
     return trunk
 
 
+class FrameNorm(nn.Module):
+    """BatchNorm over the valid frames of a right-padded (B, N, C) batch (``norm`` presets).
+
+    Training: statistics over the valid frames only (padding never enters them; padded
+    frames come out as 0). Inference (eval mode): a fixed per-channel affine map of each
+    frame, so it is causal, streams frame by frame and exports as plain ONNX arithmetic.
+    It centres every channel: without it the embeddings share a large component across
+    all frames and images, cosine scores barely differ, and training sits on a plateau.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(channels)
+
+    def forward(self, x: torch.Tensor, n_valid: torch.Tensor | None = None) -> torch.Tensor:
+        if self.training and n_valid is not None:
+            mask = torch.arange(x.shape[1])[None, :] < n_valid[:, None]
+            out = torch.zeros_like(x)
+            out[mask] = self.bn(x[mask])
+            return out
+        return self.bn(x.transpose(1, 2)).transpose(1, 2)
+
+
 class ImageBranch(nn.Module):
     """(B, C, H, W) normalised images -> (B, M, D) pixel embeddings (trunk + 1x1 conv)."""
 
@@ -59,9 +82,10 @@ class ImageBranch(nn.Module):
             self.trunk = SmallCNN(preset.image.channels, preset.cnn_channels)
         self.proj = nn.Conv2d(self.trunk.out_channels, preset.embed_dim, 1)
         nn.init.zeros_(self.proj.bias)
+        self.norm = nn.BatchNorm2d(preset.embed_dim) if preset.norm else nn.Identity()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        y = self.proj(self.trunk(images))
+        y = self.norm(self.proj(self.trunk(images)))
         return y.flatten(2).transpose(1, 2)
 
 
@@ -134,6 +158,8 @@ class AudioBranch(nn.Module):
         super().__init__()
         fe = preset.front_end
         self.conv = nn.Conv1d(fe.n_mels, preset.conv_channels, 4, stride=2, padding=1)
+        self.conv_norm = FrameNorm(preset.conv_channels) if preset.norm else None
+        self.out_norm = FrameNorm(preset.embed_dim) if preset.norm else None
         dims = (preset.conv_channels,) + tuple(preset.mlp_dims[1:])
         self.residual = preset.residual
         self.mlp = nn.Sequential(*[Block(a, b, preset.residual) for a, b in zip(dims[:-1], dims[1:])])
@@ -142,9 +168,12 @@ class AudioBranch(nn.Module):
         self.bilstm1 = BiLSTM(preset.lstm_hidden, preset.bilstm1_hidden)
         self.bilstm2 = BiLSTM(2 * preset.bilstm1_hidden, preset.bilstm2_hidden)
 
-    def causal(self, feats: torch.Tensor) -> torch.Tensor:
+    def causal(self, feats: torch.Tensor, n_valid: torch.Tensor | None = None) -> torch.Tensor:
         """The causal part (conv, MLP, unidirectional LSTMs): (B, T, n_mels) -> (B, N, H)."""
-        x = self.mlp(self.conv(feats.transpose(1, 2)).transpose(1, 2))
+        x = self.conv(feats.transpose(1, 2)).transpose(1, 2)
+        if self.conv_norm is not None:
+            x = self.conv_norm(x, n_valid)
+        x = self.mlp(x)
         for i, lstm in enumerate(self.lstms):
             y = lstm(x)[0]
             x = x + y if self.residual and i > 0 else y
@@ -152,8 +181,9 @@ class AudioBranch(nn.Module):
 
     def forward(self, feats: torch.Tensor, n_valid: torch.Tensor | None = None) -> torch.Tensor:
         """``n_valid`` (B,) valid frames per row of a right-padded batch; None: all valid."""
-        return self.bidirectional(self.causal(feats), n_valid)
+        return self.bidirectional(self.causal(feats, n_valid), n_valid)
 
     def bidirectional(self, x: torch.Tensor, n_valid: torch.Tensor | None = None) -> torch.Tensor:
-        """The non-causal part (the two BiLSTMs): (B, N, H) -> (B, N, D)."""
-        return self.bilstm2(self.bilstm1(x, n_valid), n_valid)
+        """The non-causal part (the two BiLSTMs, then the output norm if any): (B, N, H) -> (B, N, D)."""
+        y = self.bilstm2(self.bilstm1(x, n_valid), n_valid)
+        return y if self.out_norm is None else self.out_norm(y, n_valid)
