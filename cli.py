@@ -22,7 +22,8 @@ def cmd_train(a) -> int:
     if os.path.exists(a.out) and not a.force:
         raise VpklInputError(f"{a.out}: already exists; pass --force to overwrite it")
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                      seed=a.seed, sampling=a.sampling, loss=a.loss)
+                      seed=a.seed, sampling=a.sampling, loss=a.loss,
+                      prototypes=not a.no_prototypes)
     print(json.dumps(train(cfg), indent=2))
     return 0
 
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recipe", default="digits")
     t.add_argument("--data", default=DEFAULT_DATA, help="data folder (default: $VPKL_DATA or ../shared/data)")
     t.add_argument("--out", required=True, help="checkpoint to write")
-    t.add_argument("--steps", type=int, default=1200)
+    t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which image-utterance pairs each step scores (paper: per-anchor keyword sampling)")
     t.add_argument("--loss", choices=["bce", "mse"], default="bce",
                    help="bce: sigmoid cross-entropy on a learnt scale of the cosine; mse: the paper's loss")
+    t.add_argument("--no-prototypes", action="store_true",
+                   help="all_pairs: do not learn keyword prototypes as an extra target")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     t.set_defaults(func=cmd_train)
 

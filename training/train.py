@@ -10,12 +10,23 @@ of the chosen sampling:
   offset b (used only in training; S itself is unchanged). It does not ask every
   negative pair for c = -1, which the 2-5 keywords of an utterance cannot all satisfy,
   and it learnt several times faster than the MSE here;
-- ``mse``: the paper's MSE, (c - target)^2 (Nortje & Kamper, SLT 2022, Sec. 3.3). At the end the
-detection threshold is chosen on the validation split (best F1) and stored in the
-checkpoint with the keyword names.
+- ``mse``: the paper's MSE, (c - target)^2 (Nortje & Kamper, SLT 2022, Sec. 3.3).
 
-Status: on this CPU budget (about 1200 steps in 15 minutes) the recipe does not yet
-learn to discriminate keywords (batch AUC of S stays near 0.6); see the README.
+Keyword prototypes (``all_pairs``, on by default): one learnt set of M x D "pixel"
+embeddings per keyword, scored with the same head against the utterances (targets from
+the utterance's keywords, as for images) and against the images (target: the image's
+keyword). They use no information the image pairs do not already carry (the image's
+keyword and the utterance's set of keywords) and are discarded after training. The
+audio branch learns from a consistent target per keyword from the first step instead of
+from an image branch that is still random; measured on validation, AUC after 300 steps
+rose from 0.68 to 0.81.
+
+At the end the detection threshold is chosen on the validation split (best F1) and
+stored in the checkpoint with the keyword names.
+
+Status: 1000 steps take about 14 minutes on 2 CPU cores. The shipped bundle reaches
+detection F1 0.96 on the training speakers' held-out recordings but 0.76 on the held-out
+speaker (target 0.93); see the README.
 """
 from __future__ import annotations
 
@@ -41,7 +52,7 @@ from .sampling import SAMPLINGS, all_pairs_targets, pick_negative, pick_positive
 class TrainConfig:
     data: str
     out: str
-    steps: int = 1200
+    steps: int = 1000
     batch_size: int = 32
     lr: float = 1e-3           # peak of a one-cycle schedule; 2e-3 and above oscillate
     seed: int = 0
@@ -52,6 +63,7 @@ class TrainConfig:
     threads: int = 2
     val_utterances: int = 400
     images_per_keyword: int = 3  # all_pairs: query images per keyword in each batch
+    prototypes: bool = True      # all_pairs: learnt keyword prototypes as an extra target
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -130,8 +142,8 @@ class PairLoss(torch.nn.Module):
 
 
 def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, noise,
-              pair_loss: PairLoss) -> tuple[torch.Tensor, float]:
-    """One batch: (loss, batch AUC of S)."""
+              pair_loss: PairLoss, prototypes: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """One batch: (loss, batch AUC of S). ``prototypes``: (K, M, D) keyword prototypes or None."""
     utts = [dd.synthesize(rng, recs, noise_bank=noise) for _ in range(cfg.batch_size)]
     kws = keyword_sets(utts)
     feats, t = utterance_features(model, utts, rng, cfg.warp, cfg.spec_augment)
@@ -139,9 +151,19 @@ def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, n
     if cfg.sampling == "all_pairs":
         labels = np.repeat(np.arange(len(dd.KEYWORDS)), cfg.images_per_keyword)
         img = shift_images(rng, images[draw(labels)])
-        s, _, _ = model.score(img, feats, t)
+        n_valid = torch.div(t, 2, rounding_mode="floor")
+        pixels, frames = model.image(img), model.audio(feats, n_valid)
+        s, _, _ = localising_attention(pixels, frames, n_valid)
         target = torch.from_numpy(all_pairs_targets(labels, kws))
-        return pair_loss(2 * s - 1, target), batch_auc(s, target)
+        loss = pair_loss(2 * s - 1, target)
+        if prototypes is not None:
+            k = prototypes.shape[0]
+            s_pa, _, _ = localising_attention(prototypes, frames, n_valid)
+            loss = loss + pair_loss(2 * s_pa - 1, torch.from_numpy(all_pairs_targets(np.arange(k), kws)))
+            # the images against the prototypes, which stand in for utterances of one keyword each
+            s_ip, _, _ = localising_attention(pixels, prototypes, torch.full((k,), prototypes.shape[1]))
+            loss = loss + pair_loss(2 * s_ip - 1, torch.from_numpy(all_pairs_targets(labels, [{j} for j in range(k)])))
+        return loss, batch_auc(s, target)
     # paper: per anchor utterance a positive and a negative image; per positive image a negative utterance
     pos, neg = pick_positive(rng, kws), pick_negative(rng, kws, len(dd.KEYWORDS))
     img = shift_images(rng, images[np.concatenate([draw(pos), draw(neg)])])
@@ -196,14 +218,20 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
     images = image_tensor(imgs, model.preset)
     by_label = {k: np.flatnonzero(labels == k) for k in range(len(dd.KEYWORDS))}
     noise = dd.NoiseBank(rng)
-    opt = torch.optim.Adam(list(model.parameters()) + list(pair_loss.parameters()), lr=cfg.lr)
+    prototypes = None
+    if cfg.prototypes and cfg.sampling == "all_pairs":
+        with torch.no_grad():
+            m = model.image.eval()(images[:1]).shape[1]
+        prototypes = torch.nn.Parameter(torch.randn(len(dd.KEYWORDS), m, model.preset.embed_dim))
+    extra = list(pair_loss.parameters()) + ([prototypes] if prototypes is not None else [])
+    opt = torch.optim.Adam(list(model.parameters()) + extra, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05,
                                                 final_div_factor=20)
     t0, ema, auc = time.time(), None, 0.5
     model.train()
     bar = tqdm(range(cfg.steps), desc="train", unit="step")
     for _ in bar:
-        loss, a = step_loss(model, cfg, rng, recs, images, by_label, noise, pair_loss)
+        loss, a = step_loss(model, cfg, rng, recs, images, by_label, noise, pair_loss, prototypes)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
