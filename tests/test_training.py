@@ -30,6 +30,17 @@ def test_coloured_noise_slope():
         assert (hi / lo > 0.5) if beta == 0 else (hi / lo < 1e-3)
 
 
+def test_speed_perturb_scales_frequency_and_duration():
+    sr = dd.SAMPLE_RATE
+    tone = np.sin(2 * np.pi * 1000 * np.arange(sr) / sr).astype(np.float32)  # 1 s at 1 kHz
+    out = dd.speed_perturb([dd.Recording(7, "x", 0, tone)], factors=(1.1,))
+    assert len(out) == 2 and out[0].samples is tone and out[1].digit == 7
+    y = out[1].samples
+    assert len(y) == pytest.approx(sr / 1.1, abs=2)
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    assert np.argmax(spec) * sr / len(y) == pytest.approx(1100, abs=2)
+
+
 @needs_data
 def test_synthesized_utterance_levels_and_words():
     recs = dd.load_fsdd(DATA, "test")

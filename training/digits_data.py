@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vpkl.runtime.audio import read_audio
+from vpkl.runtime.audio import read_audio, resample
 from vpkl.runtime.errors import VpklInputError
 
 KEYWORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -76,6 +76,18 @@ def load_fsdd(data_dir: str, split: str) -> list[Recording]:
             out.append(Recording(digit, spk, idx, read_audio(os.path.join(d, f), SAMPLE_RATE)))
     if not out:
         raise VpklInputError(f"{d}: no recordings for the {split} split")
+    return out
+
+
+def speed_perturb(recordings: list[Recording], factors=(0.9, 0.95, 1.05, 1.1)) -> list[Recording]:
+    """The recordings plus a copy of each played ``factor`` times faster (tempo and pitch
+    together, by resampling with soxr): a training augmentation standing in for other
+    speakers' voices. Computed once, so training steps do not pay for it.
+    """
+    out = list(recordings)
+    for f in factors:
+        out += [Recording(r.digit, r.speaker, r.index, resample(r.samples, SAMPLE_RATE * f, SAMPLE_RATE))
+                for r in recordings]
     return out
 
 
