@@ -16,14 +16,27 @@ DEFAULT_DATA = os.environ.get("VPKL_DATA", os.path.join("..", "shared", "data"))
 
 
 def cmd_train(a) -> int:
+    # Idle OpenMP threads sleep instead of spinning: with another job on the same cores,
+    # spinning made training steps ~100x slower (measured). Must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from vpkl.training.train import TrainConfig, train
     if a.recipe != "digits":
         raise VpklInputError(f"--recipe: only 'digits' has a training recipe, got {a.recipe!r}")
+    if os.path.isdir(a.out):
+        raise VpklInputError(f"{a.out}: is a folder, expected a checkpoint file path")
     if os.path.exists(a.out) and not a.force:
         raise VpklInputError(f"{a.out}: already exists; pass --force to overwrite it")
+    parent = os.path.dirname(os.path.abspath(a.out))
+    if not os.path.isdir(parent):
+        raise VpklInputError(f"{a.out}: the folder {parent} does not exist")
+    for name, v in (("--steps", a.steps), ("--batch-size", a.batch_size), ("--threads", a.threads)):
+        if v < 1:
+            raise VpklInputError(f"{name}: expected a positive integer, got {v}")
+    if not a.lr > 0:
+        raise VpklInputError(f"--lr: expected a positive number, got {a.lr}")
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       seed=a.seed, sampling=a.sampling, loss=a.loss,
-                      prototypes=not a.no_prototypes)
+                      prototypes=not a.no_prototypes, threads=a.threads)
     print(json.dumps(train(cfg), indent=2))
     return 0
 
@@ -74,6 +87,9 @@ def cmd_evaluate(a) -> int:
     bundle = _load(a.bundle)
     entries = read_manifest(a.manifest)
     queries = enrol(bundle, folder_images(a.queries))
+    unqueried = sorted({w for e in entries for w, _, _ in e.words} - set(queries.keywords))
+    if unqueried:
+        print(f"vpkl evaluate: not scored, no query image in {a.queries}: {', '.join(unqueried)}", file=sys.stderr)
     progress = None
     if not a.json and sys.stderr.isatty():
         from vpkl.runtime.progress import progress
@@ -118,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     t.add_argument("--sampling", choices=["all_pairs", "paper"], default="all_pairs",
                    help="which image-utterance pairs each step scores (paper: per-anchor keyword sampling)")
     t.add_argument("--loss", choices=["bce", "mse"], default="bce",

@@ -85,6 +85,8 @@ class Bundle:
             raise VpklInputError(f"{cfg_path}: missing keys {', '.join(absent)}")
         try:
             bundle = cls(path, config, threads)
+        except VpklInputError:
+            raise  # a graph onnxruntime cannot load: the message names the graph
         except (TypeError, ValueError, KeyError) as e:
             raise VpklInputError(f"{cfg_path}: a value has the wrong type or is missing ({e})") from None
         bundle._check_graphs(cfg_path)
@@ -93,16 +95,28 @@ class Bundle:
     def _check_graphs(self, cfg_path: str) -> None:
         """The config must describe the graphs (image channels and size, n_mels, D) and hold integer
         front-end sizes; raises VpklInputError naming config.json otherwise."""
-        img = self._image.get_inputs()[0].shape
-        want = [self.image.channels, self.image.size, self.image.size]
         fe = self.front_end
-        ok = (img[1:] == want and self._audio.get_outputs()[0].shape[2] == self.embed_dim
-              and self._audio.get_inputs()[0].shape[2] == fe.n_mels
-              and isinstance(fe.sample_rate, int) and fe.sample_rate > 0
-              and isinstance(fe.win_length, int) and isinstance(fe.hop_length, int) and fe.hop_length > 0)
-        if not ok:
-            raise VpklInputError(f"{cfg_path}: does not match the graphs (image input {img[1:]} vs "
-                                 f"config {want}, embed_dim {self.embed_dim}, front end {fe}); re-export")
+        if not (isinstance(fe.sample_rate, int) and fe.sample_rate > 0 and isinstance(fe.win_length, int)
+                and isinstance(fe.hop_length, int) and fe.hop_length > 0):
+            raise VpklInputError(f"{cfg_path}: front-end sizes must be positive integers, got {fe}")
+        want = {
+            "image.onnx": (["images"], [self.image.channels, self.image.size, self.image.size],
+                           [i.name for i in self._image.get_inputs()], self._image.get_inputs()[0].shape[1:]),
+            "audio.onnx": (["features"], [fe.n_mels], [i.name for i in self._audio.get_inputs()],
+                           self._audio.get_inputs()[0].shape[2:]),
+            "head.onnx": (["query", "audio", "n_valid"], None, [i.name for i in self._head.get_inputs()], None),
+        }
+        for graph, (names, shape, got_names, got_shape) in want.items():
+            if got_names != names:
+                raise VpklInputError(f"{os.path.join(self.path, graph)}: inputs {got_names}, expected {names} "
+                                     "(a graph of another kind?); re-export the bundle")
+            if shape is not None and list(got_shape) != shape:
+                raise VpklInputError(f"{os.path.join(self.path, graph)}: input sizes {list(got_shape)} do not "
+                                     f"match {cfg_path} ({shape}); re-export the bundle")
+        d = self._audio.get_outputs()[0].shape[2]
+        if d != self.embed_dim:
+            raise VpklInputError(f"{os.path.join(self.path, 'audio.onnx')}: frames of size {d}, but {cfg_path} "
+                                 f"says embed_dim {self.embed_dim}; re-export the bundle")
 
     def frame_time(self, frame) -> np.ndarray | float:
         """Centre time in seconds of audio embedding ``frame`` (0-based).

@@ -67,7 +67,7 @@ def read_image(path, cfg: ImageConfig) -> np.ndarray:
     if not os.path.exists(path):
         raise VpklInputError(f"{path}: no such image file")
     if not os.path.isfile(path):
-        raise VpklInputError(f"{path}: is a folder, expected an image file (use --queries for a folder)")
+        raise VpklInputError(f"{path}: is a folder, expected an image file")
     try:
         with Image.open(path) as img:
             img.load()

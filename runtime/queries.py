@@ -94,8 +94,10 @@ def folder_images(folder: str) -> dict:
     Raises:
         VpklInputError: not a folder, no images in it, or a badly named image.
     """
-    if not os.path.isdir(folder):
+    if not os.path.exists(folder):
         raise VpklInputError(f"{folder}: no such query folder")
+    if not os.path.isdir(folder):
+        raise VpklInputError(f"{folder}: is a file, expected a folder of {{keyword}}_{{anything}}.png|jpg images")
     files = sorted(f for f in os.listdir(folder) if not f.startswith("."))
     imgs = [os.path.join(folder, f) for f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES]
     if not imgs:

@@ -132,4 +132,46 @@ def test_config_that_does_not_match_the_graphs(random_bundle, example_queries, b
     cfg["image"]["mode"] = "RGB"
     (b / "config.json").write_text(json.dumps(cfg))
     _check(run_cli("detect", "--bundle", str(b), "--query", example_queries[0], str(bad_files["good"])),
-           "config.json", "does not match the graphs")
+           "config.json", "do not match")
+
+
+@pytest.mark.parametrize("graph, damage, what", [
+    ("audio.onnx", "image.onnx", "expected ['features']"),    # another graph copied over it
+    ("head.onnx", b"not onnx", "not a loadable ONNX graph"),   # corrupt
+])
+def test_bad_graph_is_named(random_bundle, example_queries, bad_files, tmp_path, graph, damage, what):
+    b = tmp_path / "b"
+    shutil.copytree(random_bundle[0], b)
+    if isinstance(damage, bytes):
+        (b / graph).write_bytes(damage)
+    else:
+        shutil.copy(b / damage, b / graph)
+    _check(run_cli("detect", "--bundle", str(b), "--query", example_queries[0], str(bad_files["good"])),
+           graph, what)
+
+
+@pytest.mark.parametrize("args, name, what", [
+    (["--out", "{tmp}/no/such/folder/x.ckpt"], "x.ckpt", "does not exist"),
+    (["--out", "{tmp}"], "", "is a folder"),
+    (["--out", "{tmp}/x.ckpt", "--steps", "0"], "--steps", "positive integer"),
+    (["--out", "{tmp}/x.ckpt", "--batch-size", "-1"], "--batch-size", "positive integer"),
+])
+def test_train_checks_arguments_before_training(tmp_path, args, name, what):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    _check(run_cli("train", *args), name, what)
+
+
+def test_make_dataset_per_keyword_out_of_range(tmp_path):
+    _check(run_cli("make-dataset", "--out", str(tmp_path / "d"), "--per-keyword", "0"), "--per-keyword", "expected 1 to")
+    assert not (tmp_path / "d").exists()
+
+
+def test_manifest_word_after_the_end_of_the_audio(random_bundle, example_queries, bad_files, tmp_path):
+    m = tmp_path / "m.jsonl"
+    keyword = os.path.basename(example_queries[0]).split("_")[0]
+    m.write_text(json.dumps({"audio": str(bad_files["good"]), "words": [[keyword, 50.0, 60.0]]}) + "\n")
+    q = tmp_path / "q"
+    q.mkdir()
+    shutil.copy(example_queries[0], q)
+    _check(run_cli("evaluate", "--bundle", random_bundle[0], "--manifest", str(m), "--queries", str(q)),
+           "good.wav", "after the end of the audio")

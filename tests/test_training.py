@@ -66,3 +66,12 @@ def test_training_is_seeded_and_writes_a_checkpoint(tmp_path):
     assert ckpt["keywords"] == list(dd.KEYWORDS) and 0.0 <= ckpt["threshold"] <= 1.0
     a, b = (load_checkpoint(str(tmp_path / f"m{i}.ckpt"))[0].state_dict() for i in range(2))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_write_queries_replaces_its_own_earlier_images(tmp_path):
+    from vpkl.training.make_dataset import write_queries
+    (tmp_path / "mine.png").write_bytes(b"user file")
+    assert write_queries(str(tmp_path), "test", 3) == 30
+    assert write_queries(str(tmp_path), "test", 1) == 10
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 11 and "mine.png" in names and "seven_test00.png" in names

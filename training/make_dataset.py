@@ -10,6 +10,7 @@ Utterances come from the same seeded generator as the training recipe's validati
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import soundfile as sf
@@ -21,9 +22,24 @@ from vpkl.runtime.errors import VpklInputError
 from . import digits_data as dd
 
 
-def write_queries(folder: str, split: str, per_keyword: int) -> int:
-    os.makedirs(folder, exist_ok=True)
+def check_per_keyword(split: str, per_keyword: int):
+    """The split's digit images and labels; VpklInputError unless 1 <= per_keyword <= the fewest per keyword."""
     images, labels = dd.digit_images(split)
+    most = int(min(np.sum(labels == k) for k in range(len(dd.KEYWORDS))))
+    if not 1 <= per_keyword <= most:
+        raise VpklInputError(f"--per-keyword: expected 1 to {most} (images per keyword in the {split} split), "
+                             f"got {per_keyword}")
+    return images, labels
+
+
+def write_queries(folder: str, split: str, per_keyword: int) -> int:
+    """Write ``per_keyword`` digit images per keyword; replaces images an earlier run wrote there."""
+    images, labels = check_per_keyword(split, per_keyword)
+    os.makedirs(folder, exist_ok=True)
+    ours = re.compile(rf"^({'|'.join(dd.KEYWORDS)})_{split}\d+\.png$")
+    for f in os.listdir(folder):
+        if ours.match(f):
+            os.remove(os.path.join(folder, f))
     n = 0
     for k, kw in enumerate(dd.KEYWORDS):
         for j, i in enumerate(np.flatnonzero(labels == k)[:per_keyword]):
@@ -51,6 +67,11 @@ def make_dataset(data: str, out: str, n_val: int = 400, n_test: int = 500, per_k
     """Write the evaluation data (see module docstring); refuses a non-empty OUT without ``force``."""
     if os.path.isdir(out) and os.listdir(out) and not force:
         raise VpklInputError(f"{out}: exists and is not empty; pass --force to write into it")
+    for name, v in (("--val", n_val), ("--test", n_test)):
+        if v < 1:
+            raise VpklInputError(f"{name}: expected at least 1 utterance, got {v}")
+    check_per_keyword("test", per_keyword)
+    check_per_keyword("val", per_keyword)
     write_split(os.path.join(out, "val"), data, "val", n_val, seed)
     write_split(os.path.join(out, "test"), data, "test", n_test, seed)
     q = write_queries(os.path.join(out, "queries"), "test", per_keyword)
