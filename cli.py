@@ -97,7 +97,8 @@ def cmd_evaluate(a) -> int:
     if a.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"{res['utterances']} utterances x {len(res['keywords'])} keywords, threshold {res['threshold']:.3f}")
+    n, k = res["utterances"], len(res["keywords"])
+    print(f"{n} utterance{'s' * (n != 1)} x {k} keyword{'s' * (k != 1)}, threshold {res['threshold']:.3f}")
     rows = [("overall", res["overall"])] + list(res.get("by_snr", {}).items())
     print(f"{'':<12} {'pairs':>6} | {'det P':>6} {'det R':>6} {'det F1':>6} | "
           f"{'loc P':>6} {'loc R':>6} {'loc F1':>6} {'loc acc':>7}")
