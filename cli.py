@@ -34,9 +34,11 @@ def cmd_train(a) -> int:
             raise VpklInputError(f"{name}: expected a positive integer, got {v}")
     if not a.lr > 0:
         raise VpklInputError(f"--lr: expected a positive number, got {a.lr}")
+    if not 0.0 <= a.concat <= 1.0:
+        raise VpklInputError(f"--concat: expected a probability in [0, 1], got {a.concat}")
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       seed=a.seed, sampling=a.sampling, loss=a.loss,
-                      prototypes=not a.no_prototypes, threads=a.threads)
+                      prototypes=not a.no_prototypes, threads=a.threads, concat=a.concat)
     print(json.dumps(train(cfg), indent=2))
     return 0
 
@@ -142,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bce: sigmoid cross-entropy on a learnt scale of the cosine; mse: the paper's loss")
     t.add_argument("--no-prototypes", action="store_true",
                    help="all_pairs: do not learn keyword prototypes as an extra target")
+    t.add_argument("--concat", type=float, default=0.0, metavar="P",
+                   help="all_pairs: chance that two utterances are joined into one input of the audio branch "
+                        "(default 0, off)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     t.set_defaults(func=cmd_train)
 

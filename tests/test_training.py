@@ -75,3 +75,19 @@ def test_write_queries_replaces_its_own_earlier_images(tmp_path):
     assert write_queries(str(tmp_path), "test", 1) == 10
     names = sorted(p.name for p in tmp_path.iterdir())
     assert len(names) == 11 and "mine.png" in names and "seven_test00.png" in names
+
+
+def test_joined_utterances_are_split_back_by_frame_centre():
+    from vpkl.runtime.features import FrontEndConfig
+    from vpkl.training.train import join_pairs, split_frames
+    u = lambda n, v: dd.Utterance(np.full(n, v, np.float32), [], 20.0, -10.0)
+    utts = [u(8000, 1), u(3200, 2), u(4800, 3)]
+    inputs, groups = join_pairs(np.random.default_rng(0), utts, 1.0)
+    assert [len(x.samples) for x in inputs] == [11200, 4800] and groups == [[(0, 0), (1, 8000)], [(2, 0)]]
+    frames = torch.arange(2 * 40, dtype=torch.float32).reshape(2, 40, 1)  # frame values = their index
+    out, n = split_frames(frames, torch.tensor([34, 14]), groups, 3, FrontEndConfig())
+    # sample 8000 is nearest the centre of frame 24: (2 * 24 + 0.5) * 160 + 200 = 7960
+    assert n.tolist() == [24, 10, 14]
+    assert out[0, :24, 0].tolist() == list(range(24)) and out[1, :10, 0].tolist() == list(range(24, 34))
+    assert out[2, :14, 0].tolist() == list(range(40, 54)) and float(out[1, 10:].abs().sum()) == 0.0
+
