@@ -36,6 +36,8 @@ def cmd_train(a) -> int:
         raise VpklInputError(f"--lr: expected a positive number, got {a.lr}")
     if not 0.0 <= a.concat <= 1.0:
         raise VpklInputError(f"--concat: expected a probability in [0, 1], got {a.concat}")
+    if a.concat > 0 and a.sampling != "all_pairs":
+        raise VpklInputError(f"--concat: only works with --sampling all_pairs, got --sampling {a.sampling}")
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       seed=a.seed, sampling=a.sampling, loss=a.loss,
                       prototypes=not a.no_prototypes, threads=a.threads, concat=a.concat)

@@ -156,6 +156,7 @@ def test_bad_graph_is_named(random_bundle, example_queries, bad_files, tmp_path,
     (["--out", "{tmp}/x.ckpt", "--steps", "0"], "--steps", "positive integer"),
     (["--out", "{tmp}/x.ckpt", "--batch-size", "-1"], "--batch-size", "positive integer"),
     (["--out", "{tmp}/x.ckpt", "--concat", "1.5"], "--concat", "probability"),
+    (["--out", "{tmp}/x.ckpt", "--concat", "0.5", "--sampling", "paper"], "--concat", "all_pairs"),
 ])
 def test_train_checks_arguments_before_training(tmp_path, args, name, what):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

@@ -25,9 +25,9 @@ Joined inputs (``concat``, off by default): pairs of utterances joined into one 
 the audio branch, each scored on its own frames (see :func:`split_frames`). It targets a
 measured defect: on a new speaker most localisation misses fall on the first or last frame,
 where the BiLSTMs hold a summary of the whole utterance. With ``concat=1`` held-out-speaker
-localisation accuracy rose from 0.74 to 0.82, but 1000 steps then learn less (validation
-detection F1 0.87 against 0.95; both on 300 fresh utterances per split), so it is not the
-default yet.
+localisation accuracy rose from 0.74 to 0.82, but 1000 steps then learn less: detection F1
+0.67 against 0.77 on the held-out speaker, 0.87 against 0.95 on validation (300 fresh
+utterances per split), so it is not the default yet.
 
 At the end the detection threshold is chosen on the validation split (best F1) and
 stored in the checkpoint with the keyword names.
@@ -142,7 +142,10 @@ def split_frames(frames: torch.Tensor, n_valid: torch.Tensor, groups: list, n_ut
 
     frames: (G, N, D) for the G inputs; returns ((n_utts, N', D) right-padded, (n_utts,) valid
     frames). An utterance starting at sample L owns the frames from the one centred nearest
-    L on (frame n is centred at (2 n + 0.5) hop + win / 2 samples, as in the runtime).
+    L on (frame n is centred at (2 n + 0.5) hop + win / 2 samples, as in the runtime), so
+    the frame straddling the join goes to the second utterance. The joined input is one
+    stream to the front end: the causal normaliser carries its statistics over the join
+    (as it does in a live stream) and both utterances share one frequency-warp factor.
 
     Why: trained on single utterances, the BiLSTMs learn to store a summary of the whole
     utterance in its first and last frames (their backward and forward states have seen
