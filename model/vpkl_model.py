@@ -20,9 +20,14 @@ class VPKLModel(nn.Module):
         self.image = ImageBranch(preset, resnet_weights)
         self.audio = AudioBranch(preset)
 
+    @staticmethod
+    def n_valid(n_frames: torch.Tensor) -> torch.Tensor:
+        """Audio embeddings per utterance from its log-mel frame counts: the conv's stride 2 halves them."""
+        return torch.div(n_frames, 2, rounding_mode="floor")
+
     def score(self, images: torch.Tensor, feats: torch.Tensor, n_frames: torch.Tensor):
         """All pairs: images (Q, C, H, W), feats (B, T, n_mels) -> S (Q, B), aud_att, im_att."""
-        n_valid = torch.div(n_frames, 2, rounding_mode="floor")
+        n_valid = self.n_valid(n_frames)
         return localising_attention(self.image(images), self.audio(feats, n_valid), n_valid)
 
 

@@ -124,11 +124,9 @@ def join_pairs(rng, utts: list, p: float) -> tuple[list, list]:
     inputs, groups, i = [], [], 0
     while i < len(utts):
         if p > 0 and i + 1 < len(utts) and rng.random() < p:
-            parts = [utts[i], utts[i + 1]]
-            starts = np.cumsum([0] + [len(x.samples) for x in parts[:-1]])
-            inputs.append(dd.Utterance(np.concatenate([x.samples for x in parts]), [], parts[0].snr_db,
-                                       parts[0].peak_dbfs))
-            groups.append([(j, int(a)) for j, a in zip([i, i + 1], starts)])
+            a, b = utts[i], utts[i + 1]
+            inputs.append(dd.Utterance(np.concatenate([a.samples, b.samples]), [], a.snr_db, a.peak_dbfs))
+            groups.append([(i, 0), (i + 1, len(a.samples))])
             i += 2
         else:
             inputs.append(utts[i])
@@ -212,7 +210,7 @@ def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, n
         feats, t = utterance_features(model, inputs, rng, cfg.warp, cfg.spec_augment)
         labels = np.repeat(np.arange(len(dd.KEYWORDS)), cfg.images_per_keyword)
         img = shift_images(rng, images[draw(labels)])
-        n_valid = torch.div(t, 2, rounding_mode="floor")
+        n_valid = model.n_valid(t)
         pixels, frames = model.image(img), model.audio(feats, n_valid)
         if len(inputs) < len(utts):
             frames, n_valid = split_frames(frames, n_valid, groups, len(utts), model.preset.front_end)
@@ -261,7 +259,7 @@ def choose_threshold(model: VPKLModel, data: str, seed: int, n_utts: int) -> tup
     for i in range(0, n_utts, 32):
         chunk = utts[i:i + 32]
         feats, t = utterance_features(model, chunk)
-        n_valid = torch.div(t, 2, rounding_mode="floor")
+        n_valid = model.n_valid(t)
         s, _, _ = localising_attention(queries, model.audio(feats, n_valid), n_valid)
         scores.append(s.T.numpy())
         truth += [[k in kw for k in range(len(dd.KEYWORDS))] for kw in keyword_sets(chunk)]
