@@ -119,13 +119,9 @@ class Bundle:
                                  f"says embed_dim {self.embed_dim}; re-export the bundle")
 
     def frame_time(self, frame) -> np.ndarray | float:
-        """Centre time in seconds of audio embedding ``frame`` (0-based).
-
-        Embedding n comes from log-mel frames 2n-1 .. 2n+2 (conv k4, s2, p1); its centre is
-        log-mel frame 2n + 0.5, whose window centre is at (2n + 0.5) hop + win / 2 samples.
-        """
-        fe = self.front_end
-        return ((2 * np.asarray(frame) + 0.5) * fe.hop_length + fe.win_length / 2) / fe.sample_rate
+        """Centre time in seconds of audio embedding ``frame`` (0-based); see
+        :meth:`FrontEndConfig.embedding_centre`."""
+        return self.front_end.embedding_centre(frame) / self.front_end.sample_rate
 
     def embed_images(self, images: np.ndarray) -> np.ndarray:
         """(B, C, H, W) float32 preprocessed images -> (B, M, D) float32 pixel embeddings."""

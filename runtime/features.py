@@ -58,6 +58,18 @@ class FrontEndConfig:
             return 0
         return 1 + (n_samples - self.win_length) // self.hop_length
 
+    def embedding_centre(self, frame):
+        """Centre, in samples, of audio embedding ``frame`` (0-based; int or array).
+
+        Embedding n comes from log-mel frames 2n-1 .. 2n+2 (conv k4, s2, p1); its centre is
+        log-mel frame 2n + 0.5, whose window centre is at (2n + 0.5) hop + win / 2 samples.
+        """
+        return (2 * np.asarray(frame) + 0.5) * self.hop_length + self.win_length / 2
+
+    def nearest_embedding(self, sample: float) -> int:
+        """The audio embedding whose centre (see :meth:`embedding_centre`) is nearest ``sample``."""
+        return int(round((sample - (0.5 * self.hop_length + self.win_length / 2)) / (2 * self.hop_length)))
+
 
 def hz_to_mel(f):
     """HTK mel scale: 2595 log10(1 + f / 700)."""

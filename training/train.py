@@ -140,7 +140,7 @@ def split_frames(frames: torch.Tensor, n_valid: torch.Tensor, groups: list, n_ut
 
     frames: (G, N, D) for the G inputs; returns ((n_utts, N', D) right-padded, (n_utts,) valid
     frames). An utterance starting at sample L owns the frames from the one centred nearest
-    L on (frame n is centred at (2 n + 0.5) hop + win / 2 samples, as in the runtime), so
+    L on (``FrontEndConfig.nearest_embedding``, the runtime's frame centres), so
     the frame straddling the join goes to the second utterance. The joined input is one
     stream to the front end: the causal normaliser carries its statistics over the join
     (as it does in a live stream) and both utterances share one frequency-warp factor.
@@ -154,8 +154,7 @@ def split_frames(frames: torch.Tensor, n_valid: torch.Tensor, groups: list, n_ut
     """
     pieces = []
     for g, members in enumerate(groups):
-        cuts = [int(round((start - (0.5 * fe.hop_length + fe.win_length / 2)) / (2 * fe.hop_length)))
-                if start else 0 for _, start in members] + [int(n_valid[g])]
+        cuts = [fe.nearest_embedding(start) if start else 0 for _, start in members] + [int(n_valid[g])]
         for (u, _), a, b in zip(members, cuts[:-1], cuts[1:]):
             pieces.append((u, frames[g, a:b]))
     pieces.sort(key=lambda x: x[0])
