@@ -68,7 +68,7 @@ class FrontEndConfig:
 
     def nearest_embedding(self, sample: float) -> int:
         """The audio embedding whose centre (see :meth:`embedding_centre`) is nearest ``sample``."""
-        return int(round((sample - (0.5 * self.hop_length + self.win_length / 2)) / (2 * self.hop_length)))
+        return int(round((sample - self.embedding_centre(0)) / (2 * self.hop_length)))
 
 
 def hz_to_mel(f):

@@ -272,6 +272,8 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {cfg.sampling!r}")
     if not 0.0 <= cfg.concat <= 1.0:
         raise ValueError(f"concat must be a probability in [0, 1], got {cfg.concat}")
+    if cfg.concat > 0 and cfg.sampling != "all_pairs":
+        raise ValueError(f"concat only works with sampling 'all_pairs', got {cfg.sampling!r}")
     pair_loss = PairLoss(cfg.loss)
     torch.set_num_threads(cfg.threads)
     rng = seed_everything(cfg.seed)
