@@ -1,9 +1,10 @@
 """Checkpoint -> model bundle: three ONNX graphs and a config.json, checked against PyTorch.
 
-Bundle layout (format version 1)::
+Bundle layout (format version 2)::
 
     BUNDLE/
-      config.json   preset, front-end and image parameters, frame rate, threshold, keywords
+      config.json   preset, front-end and image parameters, frame rate, threshold, keywords,
+                    the SHA-256 of each graph (checked on load)
       image.onnx    images (B, C, H, W) float32        -> pixels (B, M, D)
       audio.onnx    features (1, T, n_mels) float32    -> frames (1, N, D), N = T // 2
       head.onnx     query (Q, M, D), audio (N, D), n_valid (1,) int64
@@ -22,7 +23,7 @@ import torch
 
 from vpkl.model.head import ScoringHead
 from vpkl.model.vpkl_model import VPKLModel, load_checkpoint
-from vpkl.runtime.bundle import BUNDLE_FILES, FORMAT, FORMAT_VERSION
+from vpkl.runtime.bundle import BUNDLE_FILES, FORMAT, FORMAT_VERSION, graph_digests
 from vpkl.runtime.errors import VpklInputError
 
 OPSET = 17
@@ -46,7 +47,8 @@ def _export(module, args, path, inputs, outputs, dynamic):
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
 
 
-def bundle_config(model: VPKLModel, ckpt: dict) -> dict:
+def bundle_config(model: VPKLModel, ckpt: dict, graphs_dir: str) -> dict:
+    """config.json for ``model``, with the SHA-256 of the graphs already written to ``graphs_dir``."""
     p = model.preset
     fe = p.front_end
     return {
@@ -56,6 +58,7 @@ def bundle_config(model: VPKLModel, ckpt: dict) -> dict:
         "embed_dim": p.embed_dim, "frame_rate": p.frame_rate,
         "threshold": float(ckpt.get("threshold", 0.5)),
         "keywords": list(ckpt.get("keywords", [])),
+        "sha256": graph_digests(graphs_dir),
     }
 
 
@@ -163,7 +166,7 @@ def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_pa
     try:
         export_graphs(model, tmp)
         with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(bundle_config(model, ckpt), f, indent=2)
+            json.dump(bundle_config(model, ckpt, tmp), f, indent=2)
         diffs = check_parity(model, tmp, audio_paths, image_paths)
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)

@@ -1,6 +1,7 @@
 """A model bundle on disk: config.json + image/audio/head ONNX graphs, run with onnxruntime."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -12,9 +13,19 @@ from .features import FrontEndConfig
 from .images import ImageConfig
 
 FORMAT = "vpkl-bundle"
-FORMAT_VERSION = 1
-BUNDLE_FILES = ("config.json", "image.onnx", "audio.onnx", "head.onnx")
-_CONFIG_KEYS = ("preset", "front_end", "image", "embed_dim", "frame_rate", "threshold", "keywords")
+FORMAT_VERSION = 2  # 2: config.json holds the SHA-256 of each graph
+GRAPH_FILES = ("image.onnx", "audio.onnx", "head.onnx")
+BUNDLE_FILES = ("config.json",) + GRAPH_FILES
+_CONFIG_KEYS = ("preset", "front_end", "image", "embed_dim", "frame_rate", "threshold", "keywords", "sha256")
+
+
+def graph_digests(folder: str) -> dict:
+    """{graph file name: hex SHA-256 of its bytes} for the three graphs in ``folder``."""
+    out = {}
+    for name in GRAPH_FILES:
+        with open(os.path.join(folder, name), "rb") as f:
+            out[name] = hashlib.sha256(f.read()).hexdigest()
+    return out
 
 
 def _session(path: str, threads: int) -> ort.InferenceSession:
@@ -59,7 +70,8 @@ class Bundle:
             threads: onnxruntime intra-op threads (0: onnxruntime's default).
         Raises:
             VpklInputError: not a folder, a file missing, unreadable config, another format
-                version, a graph that onnxruntime cannot load.
+                version, a graph that onnxruntime cannot load, a graph that does not fit the
+                config, or one whose bytes changed after export (SHA-256 in config.json).
         """
         path = os.fspath(path)
         if not os.path.exists(path):
@@ -90,7 +102,17 @@ class Bundle:
         except (TypeError, ValueError, KeyError) as e:
             raise VpklInputError(f"{cfg_path}: a value has the wrong type or is missing ({e})") from None
         bundle._check_graphs(cfg_path)
+        bundle._check_digests(cfg_path)
         return bundle
+
+    def _check_digests(self, cfg_path: str) -> None:
+        """Each graph's SHA-256 must be the one export wrote: damage that leaves a graph loadable
+        (changed weights) would otherwise give silently wrong scores."""
+        want = self.config["sha256"]
+        for name, digest in graph_digests(self.path).items():
+            if not isinstance(want, dict) or want.get(name) != digest:
+                raise VpklInputError(f"{os.path.join(self.path, name)}: its SHA-256 is not the one in {cfg_path}; "
+                                     "the graph changed after export (damaged or replaced): re-export the bundle")
 
     def _check_graphs(self, cfg_path: str) -> None:
         """The config must describe the graphs (image channels and size, n_mels, D) and hold integer

@@ -150,6 +150,22 @@ def test_bad_graph_is_named(random_bundle, example_queries, bad_files, tmp_path,
            graph, what)
 
 
+def test_changed_weights_in_a_loadable_graph(random_bundle, example_queries, bad_files, tmp_path):
+    """Damage that leaves the graph loadable would give silently wrong scores: the SHA-256 catches it."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    b = tmp_path / "b"
+    shutil.copytree(random_bundle[0], b)
+    g = onnx.load(str(b / "audio.onnx"))
+    w = max(g.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 1.01, w.name))
+    onnx.save(g, str(b / "audio.onnx"))
+    ort.InferenceSession(str(b / "audio.onnx"), providers=["CPUExecutionProvider"])  # still loads
+    _check(run_cli("detect", "--bundle", str(b), "--query", example_queries[0], str(bad_files["good"])),
+           "audio.onnx", "SHA-256")
+
+
 @pytest.mark.parametrize("args, name, what", [
     (["--out", "{tmp}/no/such/folder/x.ckpt"], "x.ckpt", "does not exist"),
     (["--out", "{tmp}"], "", "is a folder"),

@@ -22,8 +22,11 @@ def test_bundle_layout_and_config(random_bundle):
     path, _ = random_bundle
     assert sorted(os.listdir(path)) == ["audio.onnx", "config.json", "head.onnx", "image.onnx"]
     cfg = json.load(open(os.path.join(path, "config.json")))
-    assert cfg["format_version"] == 1 and cfg["preset"] == "digits" and cfg["frame_rate"] == 50.0
+    assert cfg["format_version"] == 2 and cfg["preset"] == "digits" and cfg["frame_rate"] == 50.0
     assert cfg["front_end"]["n_mels"] == 40 and cfg["keywords"] == ["zero", "one"]
+    import hashlib
+    for g in ("image.onnx", "audio.onnx", "head.onnx"):
+        assert cfg["sha256"][g] == hashlib.sha256(open(os.path.join(path, g), "rb").read()).hexdigest()
 
 
 def test_detect_matches_pytorch_end_to_end(random_bundle, example_wavs, example_queries):
