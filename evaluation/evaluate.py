@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from vpkl.runtime.audio import as_samples
 from vpkl.runtime.bundle import Bundle
 from vpkl.runtime.detect import embed_audio
 from vpkl.runtime.errors import VpklInputError
@@ -12,6 +13,9 @@ from vpkl.runtime.queries import QuerySet
 
 from .manifest import Entry
 from .metrics import vpkl_metrics
+
+
+END_SLACK_S = 0.01  # a word may end this much after the audio (rounding in hand-made manifests)
 
 
 def snr_bucket(snr: float, width: float = 10.0) -> str:
@@ -22,19 +26,20 @@ def snr_bucket(snr: float, width: float = 10.0) -> str:
 def score_manifest(bundle: Bundle, entries: list[Entry], queries: QuerySet, progress=None) -> dict:
     """Score every (utterance, keyword) pair.
 
-    Raises VpklInputError when the manifest places a word after the end of its audio.
+    Raises VpklInputError when the manifest places a word after the end of its audio (by more
+    than ``END_SLACK_S``), naming the audio's real duration.
     Returns arrays over pairs: ``scores`` (P,), ``spoken`` (P,) bool, ``placed`` (P,) bool
     (argmax frame centre inside one of the keyword's spans), ``snr`` (P,) float (NaN if absent).
     """
     scores, spoken, placed, snr = [], [], [], []
     for e in (progress(entries) if progress else entries):
-        frames = embed_audio(bundle, e.audio, e.audio)
-        fe = bundle.front_end  # the longest audio that gives this many frames
-        duration = ((2 * len(frames) + 2) * fe.hop_length + fe.win_length) / fe.sample_rate
-        late = [(w, b) for w, _, b in e.words if b > duration + 0.05]
+        x = as_samples(e.audio, bundle.front_end.sample_rate, e.audio)
+        duration = len(x) / bundle.front_end.sample_rate
+        late = [(w, b) for w, _, b in e.words if b > duration + END_SLACK_S]
         if late:
             raise VpklInputError(f"{e.audio}: the manifest has {late[0][0]!r} ending at {late[0][1]} s, after "
-                                 f"the end of the audio ({duration:.2f} s)")
+                                 f"the end of the audio ({duration:.3f} s)")
+        frames = embed_audio(bundle, x, e.audio)
         s, att, _ = bundle.score(queries.embeddings, frames)
         t = bundle.frame_time(np.argmax(att, axis=1))
         for k, kw in enumerate(queries.keywords):

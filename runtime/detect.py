@@ -49,7 +49,7 @@ def require_one_frame(bundle: Bundle, x: np.ndarray, name: str) -> np.ndarray:
     if len(x) < need:
         sr = bundle.front_end.sample_rate
         raise VpklInputError(f"{name}: {len(x) / sr * 1000:.1f} ms of audio is shorter than one frame "
-                             f"(needs at least {need} samples = {need / sr * 1000:.0f} ms)")
+                             f"(needs at least {need / sr * 1000:.0f} ms: {need} samples at {sr} Hz)")
     return x
 
 

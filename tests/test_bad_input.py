@@ -187,9 +187,14 @@ def test_make_dataset_per_keyword_out_of_range(tmp_path):
 def test_manifest_word_after_the_end_of_the_audio(random_bundle, example_queries, bad_files, tmp_path):
     m = tmp_path / "m.jsonl"
     keyword = os.path.basename(example_queries[0]).split("_")[0]
-    m.write_text(json.dumps({"audio": str(bad_files["good"]), "words": [[keyword, 50.0, 60.0]]}) + "\n")
     q = tmp_path / "q"
     q.mkdir()
     shutil.copy(example_queries[0], q)
-    _check(run_cli("evaluate", "--bundle", random_bundle[0], "--manifest", str(m), "--queries", str(q)),
-           "good.wav", "after the end of the audio")
+    ev = lambda: run_cli("evaluate", "--bundle", random_bundle[0], "--manifest", str(m), "--queries", str(q))
+    m.write_text(json.dumps({"audio": str(bad_files["good"]), "words": [[keyword, 50.0, 60.0]]}) + "\n")
+    _check(ev(), "good.wav", "after the end of the audio")
+    # good.wav holds exactly 1 s: 1.02 s is past its end, 1.005 s is within the 10 ms slack
+    m.write_text(json.dumps({"audio": str(bad_files["good"]), "words": [[keyword, 0.9, 1.02]]}) + "\n")
+    _check(ev(), "good.wav", "after the end of the audio (1.000 s)")
+    m.write_text(json.dumps({"audio": str(bad_files["good"]), "words": [[keyword, 0.9, 1.005]]}) + "\n")
+    assert ev().returncode == 0
