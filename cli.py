@@ -69,6 +69,8 @@ def format_table(name: str, results) -> str:
 def cmd_detect(a) -> int:
     from vpkl.runtime.detect import detect
     from vpkl.runtime.queries import enrol, group_by_keyword
+    if a.attention and not a.json:
+        raise VpklInputError("--attention: only with --json (the table has no room for per-frame aud_att)")
     bundle = _load(a.bundle)
     queries = enrol(bundle, group_by_keyword(a.query, strict=False))
     thr = _threshold(a, bundle)

@@ -150,6 +150,11 @@ def test_bad_graph_is_named(random_bundle, example_queries, bad_files, tmp_path,
            graph, what)
 
 
+def test_attention_without_json(random_bundle, example_queries, bad_files):
+    _check(run_cli("detect", "--bundle", random_bundle[0], "--query", example_queries[0], "--attention",
+                   str(bad_files["good"])), "--attention", "--json")
+
+
 def test_changed_weights_in_a_loadable_graph(random_bundle, example_queries, bad_files, tmp_path):
     """Damage that leaves the graph loadable would give silently wrong scores: the SHA-256 catches it."""
     import onnx
