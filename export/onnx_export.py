@@ -1,14 +1,22 @@
 """Checkpoint -> model bundle: three ONNX graphs and a config.json, checked against PyTorch.
 
-Bundle layout (format version 2)::
+Bundle layout (format version 3)::
 
     BUNDLE/
-      config.json   preset, front-end and image parameters, frame rate, threshold, keywords,
-                    the SHA-256 of each graph (checked on load)
-      image.onnx    images (B, C, H, W) float32        -> pixels (B, M, D)
-      audio.onnx    features (1, T, n_mels) float32    -> frames (1, N, D), N = T // 2
-      head.onnx     query (Q, M, D), audio (N, D), n_valid (1,) int64
-                    -> S (Q,), aud_att (Q, N), im_att (Q, M)
+      config.json        preset, front-end and image parameters, frame rate, threshold, keywords,
+                         the SHA-256 of each graph (checked on load)
+      image.onnx         images (B, C, H, W) float32 -> pixels (B, M, D)
+      audio_causal.onnx  features (1, 2k + 2, n_mels), h0, c0 (4, 1, H) float32
+                         -> causal (1, k, H), h1, c1: conv (no padding: the caller pads), MLP and
+                         the four unidirectional LSTMs, states carried so a stream is encoded once
+      audio_bidir.onnx   causal (1, N, H) -> frames (1, N, D): the two BiLSTMs (and output norm)
+      head.onnx          query (Q, M, D), audio (N, D), n_valid (1,) int64
+                         -> S (Q,), aud_att (Q, N), im_att (Q, M)
+
+The audio branch is split where it stops being causal: offline, the runtime runs
+audio_causal over the whole utterance (one zero frame of padding each side, zero states) and
+audio_bidir over all of it, which is exactly the PyTorch branch; streaming, it runs
+audio_causal on each new piece and audio_bidir over a bounded window (runtime/stream.py).
 """
 from __future__ import annotations
 
@@ -23,21 +31,26 @@ import torch
 
 from vpkl.model.head import ScoringHead
 from vpkl.model.vpkl_model import VPKLModel, load_checkpoint
-from vpkl.runtime.bundle import BUNDLE_FILES, FORMAT, FORMAT_VERSION, graph_digests
+from vpkl.runtime.bundle import BUNDLE_FILES, FORMAT, FORMAT_VERSION, OLD_BUNDLE_FILES, graph_digests
 from vpkl.runtime.errors import VpklInputError
 
 OPSET = 17
 PARITY_TOL = 1e-4
 
 
-class _Audio(torch.nn.Module):
+class _AudioCausal(torch.nn.Module):
     def __init__(self, model: VPKLModel):
         super().__init__()
         self.audio = model.audio
         self.train(model.training)  # torch.onnx.export restores this mode on the whole module afterwards
 
-    def forward(self, features):
-        return self.audio(features)
+    def forward(self, features, h0, c0):
+        return self.audio.causal_chunk(features, h0, c0)
+
+
+class _AudioBidir(_AudioCausal):
+    def forward(self, causal):
+        return self.audio.bidirectional(causal)
 
 
 def _export(module, args, path, inputs, outputs, dynamic):
@@ -63,18 +76,21 @@ def bundle_config(model: VPKLModel, ckpt: dict, graphs_dir: str) -> dict:
 
 
 def export_graphs(model: VPKLModel, out_dir: str) -> None:
-    """Write image.onnx, audio.onnx and head.onnx for ``model`` into ``out_dir``."""
+    """Write the four graphs of the module docstring for ``model`` into ``out_dir``."""
     model.eval()  # BatchNorm with its running statistics, as at inference
     p = model.preset
     c = p.image.channels
     img = torch.zeros(1, c, p.image.size, p.image.size)
-    feats = torch.zeros(1, 64, p.front_end.n_mels)
+    feats = torch.zeros(1, 66, p.front_end.n_mels)
+    state = torch.zeros(len(model.audio.lstms), 1, p.lstm_hidden)
     with torch.no_grad():
         m = model.image(img).shape[1]
     _export(model.image, (img,), os.path.join(out_dir, "image.onnx"), ["images"], ["pixels"],
             {"images": {0: "B"}, "pixels": {0: "B"}})
-    _export(_Audio(model), (feats,), os.path.join(out_dir, "audio.onnx"), ["features"], ["frames"],
-            {"features": {1: "T"}, "frames": {1: "N"}})
+    _export(_AudioCausal(model), (feats, state, state), os.path.join(out_dir, "audio_causal.onnx"),
+            ["features", "h0", "c0"], ["causal", "h1", "c1"], {"features": {1: "T"}, "causal": {1: "N"}})
+    _export(_AudioBidir(model), (torch.zeros(1, 32, p.lstm_hidden),), os.path.join(out_dir, "audio_bidir.onnx"),
+            ["causal"], ["frames"], {"causal": {1: "N"}, "frames": {1: "N"}})
     q = torch.randn(2, m, p.embed_dim)
     a = torch.randn(32, p.embed_dim)
     _export(ScoringHead(), (q, a, torch.tensor([32])), os.path.join(out_dir, "head.onnx"),
@@ -120,7 +136,8 @@ def check_parity(model: VPKLModel, bundle_dir: str, audio_paths: list[str], imag
 def check_out_dir(out_dir: str, ckpt_path: str, force: bool) -> None:
     """Refuse an output path that would lose anything but an old bundle.
 
-    ``--force`` replaces an existing *bundle* folder (only bundle files in it); it never
+    ``--force`` replaces an existing *bundle* folder (only bundle files in it, of this format or
+    an older one); it never
     deletes a file, the current folder, a folder holding other files, or the checkpoint.
     """
     if not os.path.exists(out_dir):
@@ -131,7 +148,7 @@ def check_out_dir(out_dir: str, ckpt_path: str, force: bool) -> None:
         raise VpklInputError(f"{out_dir}: already exists; pass --force to replace it")
     if os.path.abspath(out_dir) in (os.getcwd(), os.path.dirname(os.path.abspath(ckpt_path))):
         raise VpklInputError(f"{out_dir}: holds the checkpoint or is the current folder; choose another --out")
-    others = sorted(set(os.listdir(out_dir)) - set(BUNDLE_FILES))
+    others = sorted(set(os.listdir(out_dir)) - set(BUNDLE_FILES) - set(OLD_BUNDLE_FILES))
     if others:
         raise VpklInputError(f"{out_dir}: is not a bundle (it holds {', '.join(others[:3])}); "
                              "--force only replaces a bundle folder")

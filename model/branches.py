@@ -179,6 +179,31 @@ class AudioBranch(nn.Module):
             x = x + y if self.residual and i > 0 else y
         return x
 
+    def causal_chunk(self, feats: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor):
+        """The causal part on a piece of a stream, with the LSTM states carried (inference only).
+
+        Args:
+            feats: (B, 2k + 2, n_mels) log-mel frames 2 n0 - 1 .. 2 n0 + 2k of the stream for
+                embeddings n0 .. n0 + k - 1; the conv's padding is the caller's: frame -1 (and
+                frame T of a stream of T frames ending at an even count) are zero frames.
+            h0, c0: (4, B, lstm_hidden) states of the four unidirectional LSTMs (zeros at the start).
+        Returns:
+            ((B, k, H) causal frames, h1, c1). Over consecutive pieces (each starting two frames
+            before the previous one ended) this equals :meth:`causal` on the whole stream.
+        """
+        x = nn.functional.conv1d(feats.transpose(1, 2), self.conv.weight, self.conv.bias, stride=2)
+        x = x.transpose(1, 2)
+        if self.conv_norm is not None:
+            x = self.conv_norm(x)
+        x = self.mlp(x)
+        hs, cs = [], []
+        for i, lstm in enumerate(self.lstms):
+            y, (h, c) = lstm(x, (h0[i:i + 1], c0[i:i + 1]))
+            x = x + y if self.residual and i > 0 else y
+            hs.append(h)
+            cs.append(c)
+        return x, torch.cat(hs), torch.cat(cs)
+
     def forward(self, feats: torch.Tensor, n_valid: torch.Tensor | None = None) -> torch.Tensor:
         """``n_valid`` (B,) valid frames per row of a right-padded batch; None: all valid."""
         return self.bidirectional(self.causal(feats, n_valid), n_valid)

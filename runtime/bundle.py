@@ -1,4 +1,7 @@
-"""A model bundle on disk: config.json + image/audio/head ONNX graphs, run with onnxruntime."""
+"""A model bundle on disk: config.json + image, audio (causal and bidirectional) and head ONNX graphs.
+
+The graphs and their inputs are described in :mod:`vpkl.export.onnx_export`.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -13,14 +16,15 @@ from .features import FrontEndConfig
 from .images import ImageConfig
 
 FORMAT = "vpkl-bundle"
-FORMAT_VERSION = 2  # 2: config.json holds the SHA-256 of each graph
-GRAPH_FILES = ("image.onnx", "audio.onnx", "head.onnx")
+FORMAT_VERSION = 3  # 2: config.json holds the SHA-256 of each graph; 3: the audio branch split for streaming
+GRAPH_FILES = ("image.onnx", "audio_causal.onnx", "audio_bidir.onnx", "head.onnx")
 BUNDLE_FILES = ("config.json",) + GRAPH_FILES
+OLD_BUNDLE_FILES = ("audio.onnx",)  # formats 1-2 (the whole audio branch in one graph)
 _CONFIG_KEYS = ("preset", "front_end", "image", "embed_dim", "frame_rate", "threshold", "keywords", "sha256")
 
 
 def graph_digests(folder: str) -> dict:
-    """{graph file name: hex SHA-256 of its bytes} for the three graphs in ``folder``."""
+    """{graph file name: hex SHA-256 of its bytes} for the graphs in ``folder``."""
     out = {}
     for name in GRAPH_FILES:
         with open(os.path.join(folder, name), "rb") as f:
@@ -33,6 +37,7 @@ def _session(path: str, threads: int) -> ort.InferenceSession:
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -40,12 +45,14 @@ def _session(path: str, threads: int) -> ort.InferenceSession:
 
 
 class Bundle:
-    """Loaded bundle: configuration plus three onnxruntime sessions.
+    """Loaded bundle: configuration plus one onnxruntime session per graph.
 
     Attributes:
         front_end: :class:`FrontEndConfig`; image: :class:`ImageConfig`;
         frame_rate: audio embeddings per second (50 for the shipped presets);
-        threshold: default detection threshold on S; keywords: keyword names it was trained on.
+        threshold: default detection threshold on S; keywords: keyword names it was trained on;
+        causal_dim: H, the size of the causal frames between the two audio graphs;
+        state_shape: (layers, 1, hidden) of each of the causal graph's h and c states.
     """
 
     def __init__(self, path: str, config: dict, threads: int = 0):
@@ -59,8 +66,19 @@ class Bundle:
         self.threshold = float(config["threshold"])
         self.keywords = list(config["keywords"])
         self._image = _session(os.path.join(path, "image.onnx"), threads)
-        self._audio = _session(os.path.join(path, "audio.onnx"), threads)
+        self._causal = _session(os.path.join(path, "audio_causal.onnx"), threads)
+        self._bidir = _session(os.path.join(path, "audio_bidir.onnx"), threads)
         self._head = _session(os.path.join(path, "head.onnx"), threads)
+
+    @property
+    def state_shape(self) -> tuple:
+        """(layers, 1, hidden): the shape of each of the causal graph's h and c states."""
+        return tuple(self._causal.get_inputs()[1].shape)
+
+    @property
+    def causal_dim(self) -> int:
+        """H: the size of the causal frames passed from the causal to the bidirectional graph."""
+        return self._bidir.get_inputs()[0].shape[2]
 
     @classmethod
     def load(cls, path: str, threads: int = 0) -> "Bundle":
@@ -115,29 +133,36 @@ class Bundle:
                                      "the graph changed after export (damaged or replaced): re-export the bundle")
 
     def _check_graphs(self, cfg_path: str) -> None:
-        """The config must describe the graphs (image channels and size, n_mels, D) and hold integer
-        front-end sizes; raises VpklInputError naming config.json otherwise."""
+        """The config must describe the graphs (image channels and size, n_mels, D), the two audio
+        graphs must fit each other, and the front-end sizes must be integers; raises
+        VpklInputError naming the graph or config.json otherwise."""
         fe = self.front_end
         if not (isinstance(fe.sample_rate, int) and fe.sample_rate > 0 and isinstance(fe.win_length, int)
                 and isinstance(fe.hop_length, int) and fe.hop_length > 0):
             raise VpklInputError(f"{cfg_path}: front-end sizes must be positive integers, got {fe}")
+        inputs = lambda sess: ([i.name for i in sess.get_inputs()], [i.shape for i in sess.get_inputs()])
         want = {
-            "image.onnx": (["images"], [self.image.channels, self.image.size, self.image.size],
-                           [i.name for i in self._image.get_inputs()], self._image.get_inputs()[0].shape[1:]),
-            "audio.onnx": (["features"], [fe.n_mels], [i.name for i in self._audio.get_inputs()],
-                           self._audio.get_inputs()[0].shape[2:]),
-            "head.onnx": (["query", "audio", "n_valid"], None, [i.name for i in self._head.get_inputs()], None),
+            "image.onnx": (self._image, ["images"], [self.image.channels, self.image.size, self.image.size],
+                           lambda shapes: shapes[0][1:]),
+            "audio_causal.onnx": (self._causal, ["features", "h0", "c0"], [fe.n_mels], lambda shapes: shapes[0][2:]),
+            "audio_bidir.onnx": (self._bidir, ["causal"], None, None),
+            "head.onnx": (self._head, ["query", "audio", "n_valid"], None, None),
         }
-        for graph, (names, shape, got_names, got_shape) in want.items():
+        for graph, (sess, names, shape, got) in want.items():
+            got_names, got_shapes = inputs(sess)
             if got_names != names:
                 raise VpklInputError(f"{os.path.join(self.path, graph)}: inputs {got_names}, expected {names} "
                                      "(a graph of another kind?); re-export the bundle")
-            if shape is not None and list(got_shape) != shape:
-                raise VpklInputError(f"{os.path.join(self.path, graph)}: input sizes {list(got_shape)} do not "
+            if shape is not None and list(got(got_shapes)) != shape:
+                raise VpklInputError(f"{os.path.join(self.path, graph)}: input sizes {list(got(got_shapes))} do not "
                                      f"match {cfg_path} ({shape}); re-export the bundle")
-        d = self._audio.get_outputs()[0].shape[2]
+        h = self._causal.get_outputs()[0].shape[2]
+        if h != self.causal_dim or self.state_shape[2:] != (h,):
+            raise VpklInputError(f"{os.path.join(self.path, 'audio_causal.onnx')}: gives frames of size {h}, but "
+                                 f"audio_bidir.onnx takes {self.causal_dim}; re-export the bundle")
+        d = self._bidir.get_outputs()[0].shape[2]
         if d != self.embed_dim:
-            raise VpklInputError(f"{os.path.join(self.path, 'audio.onnx')}: frames of size {d}, but {cfg_path} "
+            raise VpklInputError(f"{os.path.join(self.path, 'audio_bidir.onnx')}: frames of size {d}, but {cfg_path} "
                                  f"says embed_dim {self.embed_dim}; re-export the bundle")
 
     def frame_time(self, frame) -> np.ndarray | float:
@@ -150,8 +175,36 @@ class Bundle:
         return self._image.run(None, {"images": np.ascontiguousarray(images, np.float32)})[0]
 
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
-        """(T, n_mels) float32 features -> (N, D) float32 frame embeddings, N = T // 2 (>= 1)."""
-        return self._audio.run(None, {"features": np.ascontiguousarray(feats[None], np.float32)})[0][0]
+        """(T, n_mels) float32 features of a whole utterance -> (N, D) float32 frame embeddings, N = T // 2 (>= 1).
+
+        The causal graph over all frames (a zero frame of conv padding each side, zero states),
+        then the bidirectional graph over all of it: the PyTorch audio branch exactly.
+        """
+        pad = np.zeros((1, feats.shape[1]), np.float32)
+        causal, _, _ = self.encode_causal(np.concatenate([pad, feats, pad]), *self.initial_state())
+        return self.encode_bidirectional(causal)
+
+    def initial_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Zero (h, c) states of the causal graph's LSTMs, each ``state_shape`` float32."""
+        return np.zeros(self.state_shape, np.float32), np.zeros(self.state_shape, np.float32)
+
+    def encode_causal(self, feats: np.ndarray, h: np.ndarray, c: np.ndarray):
+        """The causal part of the audio branch on a piece of a stream.
+
+        Args:
+            feats: (2k + 2, n_mels) float32 log-mel frames 2 n0 - 1 .. 2 n0 + 2k for embeddings
+                n0 .. n0 + k - 1 (conv k4, s2; the caller supplies the zero padding frames).
+            h, c: LSTM states, ``state_shape`` (from :meth:`initial_state` or the previous call).
+        Returns:
+            ((k, H) float32 causal frames, h, c after them).
+        """
+        out, h, c = self._causal.run(None, {"features": np.ascontiguousarray(feats[None], np.float32),
+                                            "h0": h, "c0": c})
+        return out[0], h, c
+
+    def encode_bidirectional(self, causal: np.ndarray) -> np.ndarray:
+        """(N, H) float32 causal frames -> (N, D) float32 frame embeddings (the BiLSTMs run over all N)."""
+        return self._bidir.run(None, {"causal": np.ascontiguousarray(causal[None], np.float32)})[0][0]
 
     def score(self, query: np.ndarray, audio: np.ndarray, n_valid: int | None = None):
         """Localising attention for Q queries against one utterance.

@@ -65,9 +65,9 @@ def test_not_an_image(random_bundle, bad_files):
 def test_bundle_missing_file(random_bundle, example_queries, bad_files, tmp_path):
     b = tmp_path / "b"
     shutil.copytree(random_bundle[0], b)
-    os.remove(b / "audio.onnx")
+    os.remove(b / "audio_causal.onnx")
     _check(run_cli("detect", "--bundle", str(b), "--query", example_queries[0], str(bad_files["good"])),
-           str(b), "missing audio.onnx")
+           str(b), "missing audio_causal.onnx")
 
 
 def test_bundle_other_format_version(random_bundle, example_queries, bad_files, tmp_path):
@@ -136,7 +136,8 @@ def test_config_that_does_not_match_the_graphs(random_bundle, example_queries, b
 
 
 @pytest.mark.parametrize("graph, damage, what", [
-    ("audio.onnx", "image.onnx", "expected ['features']"),    # another graph copied over it
+    ("audio_causal.onnx", "image.onnx", "expected ['features', 'h0', 'c0']"),  # another graph copied over it
+    ("audio_bidir.onnx", "audio_causal.onnx", "expected ['causal']"),
     ("head.onnx", b"not onnx", "not a loadable ONNX graph"),   # corrupt
 ])
 def test_bad_graph_is_named(random_bundle, example_queries, bad_files, tmp_path, graph, damage, what):
@@ -162,13 +163,13 @@ def test_changed_weights_in_a_loadable_graph(random_bundle, example_queries, bad
     from onnx import numpy_helper
     b = tmp_path / "b"
     shutil.copytree(random_bundle[0], b)
-    g = onnx.load(str(b / "audio.onnx"))
+    g = onnx.load(str(b / "audio_bidir.onnx"))
     w = max(g.graph.initializer, key=lambda t: int(np.prod(t.dims)))
     w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 1.01, w.name))
-    onnx.save(g, str(b / "audio.onnx"))
-    ort.InferenceSession(str(b / "audio.onnx"), providers=["CPUExecutionProvider"])  # still loads
+    onnx.save(g, str(b / "audio_bidir.onnx"))
+    ort.InferenceSession(str(b / "audio_bidir.onnx"), providers=["CPUExecutionProvider"])  # still loads
     _check(run_cli("detect", "--bundle", str(b), "--query", example_queries[0], str(bad_files["good"])),
-           "audio.onnx", "SHA-256")
+           "audio_bidir.onnx", "SHA-256")
 
 
 @pytest.mark.parametrize("args, name, what", [

@@ -20,12 +20,12 @@ from vpkl.runtime.queries import enrol, folder_images, group_by_keyword
 
 def test_bundle_layout_and_config(random_bundle):
     path, _ = random_bundle
-    assert sorted(os.listdir(path)) == ["audio.onnx", "config.json", "head.onnx", "image.onnx"]
+    assert sorted(os.listdir(path)) == ["audio_bidir.onnx", "audio_causal.onnx", "config.json", "head.onnx", "image.onnx"]
     cfg = json.load(open(os.path.join(path, "config.json")))
-    assert cfg["format_version"] == 2 and cfg["preset"] == "digits" and cfg["frame_rate"] == 50.0
+    assert cfg["format_version"] == 3 and cfg["preset"] == "digits" and cfg["frame_rate"] == 50.0
     assert cfg["front_end"]["n_mels"] == 40 and cfg["keywords"] == ["zero", "one"]
     import hashlib
-    for g in ("image.onnx", "audio.onnx", "head.onnx"):
+    for g in ("image.onnx", "audio_causal.onnx", "audio_bidir.onnx", "head.onnx"):
         assert cfg["sha256"][g] == hashlib.sha256(open(os.path.join(path, g), "rb").read()).hexdigest()
 
 
