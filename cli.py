@@ -1,6 +1,6 @@
-"""The ``vpkl`` command: demo, detect, evaluate, make-dataset, train.
+"""The ``vpkl`` command: demo, detect, stream, evaluate, make-dataset, train.
 
-Runtime commands (demo, detect, evaluate) never import torch. Bad input ends in one line
+Runtime commands (demo, detect, stream, evaluate) never import torch. Bad input ends in one line
 ``vpkl: error: <what> `` on stderr and exit code 2.
 """
 from __future__ import annotations
@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import time
 
 from vpkl.runtime.errors import VpklInputError
 
@@ -83,6 +85,94 @@ def cmd_detect(a) -> int:
             print(format_table(path, res))
     if a.json:
         print(json.dumps(out if len(out) > 1 else out[0], indent=2))
+    return 0
+
+
+def format_detection(d) -> str:
+    """One line per streamed detection: time, keyword, score, frames, latency, stream delay."""
+    return (f"{d.time_s:8.2f} s  {d.keyword:<10} S={d.score:.3f}  frames {d.span[0]}-{d.span[1]} (at {d.frame})  "
+            f"latency {d.latency_ms:6.1f} ms  delay {d.delay_s:.2f} s")
+
+
+def _stream_source(a, sample_rate: int, chunk_s: float):
+    """The chunks of the one source given: (name, iterator)."""
+    from vpkl.runtime import sources
+    given = [n for n, on in (("--mic", a.mic), ("--file", a.file is not None), ("-", a.source is not None)) if on]
+    if a.source not in (None, "-"):
+        raise VpklInputError(f"{a.source}: the only positional source is '-' (raw PCM on standard input); "
+                             "use --file AUDIO for a file")
+    if len(given) != 1:
+        raise VpklInputError("source: give exactly one of --mic, --file AUDIO or - (raw PCM on standard input)"
+                             + (f", got {' and '.join(given)}" if given else ""))
+    if a.realtime and a.file is None:
+        raise VpklInputError("--realtime: only with --file (live sources are real time already)")
+    if a.device is not None and not a.mic:
+        raise VpklInputError("--device: only with --mic")
+    if a.mic:
+        device = int(a.device) if a.device is not None and a.device.isdigit() else a.device
+        return "microphone", sources.mic_chunks(device, sample_rate, chunk_s)
+    if a.file is not None:
+        return a.file, sources.file_chunks(a.file, sample_rate, chunk_s, a.realtime)
+    warn = lambda m: print(f"vpkl stream: warning: {m}", file=sys.stderr)
+    return "stdin", sources.raw_chunks(sys.stdin.buffer, a.format, a.rate, a.channels, sample_rate, chunk_s, warn)
+
+
+def cmd_stream(a) -> int:
+    from vpkl.runtime.latency import LatencyStats
+    from vpkl.runtime.queries import enrol, folder_images, group_by_keyword
+    from vpkl.runtime.stream import Spotter, StreamConfig
+    if (a.query is None) == (a.queries is None):
+        raise VpklInputError("queries: give --query IMAGE (repeatable) or --queries DIR, one of the two")
+    if not a.chunk_ms > 0:
+        raise VpklInputError(f"--chunk-ms: expected a positive number of milliseconds, got {a.chunk_ms}")
+    bundle = _load(a.bundle)
+    name, chunks = _stream_source(a, bundle.front_end.sample_rate, a.chunk_ms / 1000)
+    queries = enrol(bundle, group_by_keyword(a.query, strict=False) if a.query else folder_images(a.queries))
+    given = {"window_s": a.window_s, "hop_s": None if a.hop_ms is None else a.hop_ms / 1000,
+             "min_window_s": a.min_window_s, "lookahead_s": a.lookahead_s, "confirm": a.confirm,
+             "refractory_s": a.refractory_s}
+    spotter = Spotter(bundle, queries, _threshold(a, bundle), StreamConfig(**{k: v for k, v in given.items() if v is not None}))
+    stats, found = LatencyStats(), 0
+
+    def emit(dets) -> None:
+        nonlocal found
+        found += len(dets)
+        for d in dets:
+            print(json.dumps(d.to_dict()) if a.jsonl else format_detection(d), flush=True)
+
+    stop = []
+
+    def on_sigint(signum, frame):  # first Ctrl-C: finish the chunk in hand, flush, summarise
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signum)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for x in chunks:
+            if x.size:  # a live source yields empty chunks while it waits
+                t = time.perf_counter()
+                try:
+                    dets = spotter.feed(x)
+                except VpklInputError as e:
+                    raise VpklInputError(f"{name}: {e}") from None
+                stats.add((time.perf_counter() - t) * 1000)
+                emit(dets)
+            if stop:
+                break
+        t = time.perf_counter()
+        emit(spotter.flush())
+        stats.add((time.perf_counter() - t) * 1000)
+    finally:
+        chunks.close()  # a microphone stream closes here
+        signal.signal(signal.SIGINT, previous)
+    if spotter.audio_s == 0 and not stop:
+        raise VpklInputError(f"{name}: no audio received (0 samples)")
+    lat = stats.summary()
+    rtf = lat["total_ms"] / 1000 / spotter.audio_s if spotter.audio_s else float("nan")
+    print(f"vpkl stream: {'stopped (Ctrl-C); ' if stop else ''}{spotter.audio_s:.2f} s of audio in "
+          f"{spotter.chunks} chunks, {found} detection{'s' * (found != 1)}, RTF {rtf:.3f}, chunk latency "
+          f"p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms", file=sys.stderr)
     return 0
 
 
@@ -163,6 +253,35 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="JSON output")
     d.add_argument("--attention", action="store_true", help="with --json: include per-frame aud_att")
     d.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("stream", help="spot keywords live: a microphone, a file, or raw PCM on standard input",
+                       description="Report each detection as soon as the stream allows: one line each (or --jsonl), "
+                                   "then a summary on stderr. Ctrl-C stops cleanly.")
+    s.add_argument("--bundle", required=True, help="model bundle folder (vpkl-export)")
+    s.add_argument("--query", action="append", metavar="IMAGE", help="query image; repeat for several")
+    s.add_argument("--queries", metavar="DIR", help="folder of {keyword}_{anything}.png/jpg images")
+    s.add_argument("source", nargs="?", metavar="-", help="'-': raw PCM on standard input (see --format, --rate, --channels)")
+    s.add_argument("--file", metavar="AUDIO", help="an audio file, read block by block")
+    s.add_argument("--realtime", action="store_true", help="with --file: pace the chunks at real speed")
+    s.add_argument("--mic", action="store_true", help="record from a microphone (pip install 'vpkl[mic]')")
+    s.add_argument("--device", default=None, help="with --mic: device index or name (python -m sounddevice lists them)")
+    s.add_argument("--format", default="s16le", help="with -: sample format, s16le (default), s32le or f32le")
+    s.add_argument("--rate", type=int, default=16000, help="with -: sample rate in Hz (default 16000)")
+    s.add_argument("--channels", type=int, default=1, help="with -: interleaved channels, averaged (default 1)")
+    s.add_argument("--chunk-ms", type=float, default=100.0, help="milliseconds of audio per chunk (default 100)")
+    s.add_argument("--threshold", type=float, default=None, help="detection threshold on S (default: the bundle's)")
+    s.add_argument("--window-s", type=float, default=None, help="seconds of audio scored each hop (default 3)")
+    s.add_argument("--hop-ms", type=float, default=None, help="milliseconds between scorings (default 200)")
+    s.add_argument("--min-window-s", type=float, default=None,
+                   help="at the start of a stream, seconds of audio before windows are scored (default 1.5)")
+    s.add_argument("--lookahead-s", type=float, default=None,
+                   help="audio needed after a word's frame before it is reported (default 0.3)")
+    s.add_argument("--confirm", type=int, default=None,
+                   help="consecutive windows that must agree on a word's place before it is reported (default 2)")
+    s.add_argument("--refractory-s", type=float, default=None,
+                   help="a keyword is not reported again within this many seconds (default 0.6)")
+    s.add_argument("--jsonl", action="store_true", help="one JSON object per detection")
+    s.set_defaults(func=cmd_stream)
 
     e = sub.add_parser("evaluate", help="detection and localisation metrics on a JSON-lines manifest")
     e.add_argument("--bundle", required=True)

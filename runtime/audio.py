@@ -65,6 +65,27 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(x, sr_in, sr_out, quality="HQ")
 
 
+def open_audio(path: str) -> sf.SoundFile:
+    """Open an audio file for reading after vpkl's checks (used whole by :func:`read_audio`,
+    block by block by the streaming file source).
+
+    Raises:
+        VpklInputError: missing file, a folder, empty, truncated WAV, not audio libsndfile reads.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise VpklInputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise VpklInputError(f"{path}: is a folder, expected an audio file")
+    if os.path.getsize(path) == 0:
+        raise VpklInputError(f"{path}: the file is empty (0 bytes)")
+    _check_riff(path)
+    try:
+        return sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise VpklInputError(f"{path}: not a readable audio file ({e})") from None
+
+
 def read_audio(path: str, sample_rate: int) -> np.ndarray:
     """Read an audio file as mono float32 at ``sample_rate`` Hz, full scale +-1.
 
@@ -77,17 +98,12 @@ def read_audio(path: str, sample_rate: int) -> np.ndarray:
         VpklInputError: missing file, not audio, truncated WAV, empty, NaN/inf samples.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise VpklInputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise VpklInputError(f"{path}: is a folder, expected an audio file")
-    if os.path.getsize(path) == 0:
-        raise VpklInputError(f"{path}: the file is empty (0 bytes)")
-    _check_riff(path)
-    try:
-        x, sr = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise VpklInputError(f"{path}: not a readable audio file ({e})") from None
+    with open_audio(path) as f:
+        try:
+            x = f.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise VpklInputError(f"{path}: not a readable audio file ({e})") from None
+        sr = f.samplerate
     x = to_mono(x, path)
     check_samples(x, path)
     return resample(x, sr, sample_rate).astype(np.float32)

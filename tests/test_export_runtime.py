@@ -75,7 +75,10 @@ def test_runtime_does_not_import_torch(random_bundle, example_wavs, example_quer
     code = ("import sys; from vpkl.runtime.bundle import Bundle; from vpkl.runtime.detect import detect; "
             "from vpkl.runtime.queries import enrol, group_by_keyword; import vpkl.cli, vpkl.evaluation.evaluate; "
             f"b = Bundle.load({random_bundle[0]!r}); q = enrol(b, group_by_keyword([{example_queries[0]!r}])); "
-            f"detect(b, {example_wavs[0]!r}, q); assert 'torch' not in sys.modules, 'torch imported'")
+            f"detect(b, {example_wavs[0]!r}, q); "
+            "from vpkl.runtime.stream import Spotter; from vpkl.runtime.sources import file_chunks; "
+            f"s = Spotter(b, q); [s.feed(x) for x in file_chunks({example_wavs[0]!r}, 16000, 0.1)]; s.flush(); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 

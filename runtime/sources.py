@@ -1,0 +1,178 @@
+"""Audio sources for ``vpkl stream``: a file (optionally paced at real speed), raw PCM on a pipe,
+a microphone. Each yields (n,) float32 mono chunks, full scale +-1, at the wanted sample rate.
+
+Channels are averaged; another sample rate is converted on the fly with soxr's streaming
+resampler. The microphone needs the optional ``sounddevice`` package (``pip install
+'vpkl[mic]'``) and the PortAudio library.
+"""
+from __future__ import annotations
+
+import queue
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+import soxr
+
+from .audio import open_audio
+from .errors import VpklInputError
+
+RAW_FORMATS = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4"}  # raw PCM on stdin: ffmpeg's names
+
+
+class Resampler:
+    """Streaming resampler from ``rate_in`` to ``rate_out`` Hz (soxr, HQ); a pass-through when equal."""
+
+    def __init__(self, rate_in: int, rate_out: int):
+        self._rs = None if rate_in == rate_out else soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32",
+                                                                        quality="HQ")
+
+    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        """(n,) float32 at rate_in -> (m,) float32 at rate_out; ``last`` flushes the filter's tail."""
+        x = np.ascontiguousarray(x, np.float32)
+        return x if self._rs is None else self._rs.resample_chunk(x, last=last)
+
+
+def _samples(n_seconds: float, rate: int) -> int:
+    return max(1, int(round(n_seconds * rate)))
+
+
+def file_chunks(path: str, sample_rate: int, chunk_s: float, realtime: bool = False,
+                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+                ) -> Iterator[np.ndarray]:
+    """Read an audio file block by block (constant memory, however long the file).
+
+    Args:
+        path: any file libsndfile reads; sample_rate: wanted rate in Hz; chunk_s: seconds per chunk;
+        realtime: pace the chunks at real speed (each is yielded once its last sample would have
+            arrived from a live source).
+    Raises:
+        VpklInputError: the file cannot be opened or read (see :func:`vpkl.runtime.audio.open_audio`).
+    """
+    f = open_audio(path)
+    rs = Resampler(f.samplerate, sample_rate)
+    block = _samples(chunk_s, f.samplerate)
+    start, read = clock(), 0
+    with f:
+        try:
+            for b in f.blocks(block, dtype="float32", always_2d=True):
+                read += len(b)
+                if realtime:
+                    wait = start + read / f.samplerate - clock()
+                    if wait > 0:
+                        sleep(wait)
+                yield rs(b.mean(axis=1))
+        except RuntimeError as e:  # libsndfile errors while reading
+            raise VpklInputError(f"{path}: could not read the audio after {read} samples ({e})") from None
+    tail = rs(np.zeros(0, np.float32), last=True)
+    if tail.size:
+        yield tail
+
+
+def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chunk_s: float,
+               warn: Callable[[str], None], name: str = "stdin") -> Iterator[np.ndarray]:
+    """Read raw interleaved PCM (``arecord -t raw``, ``ffmpeg -f s16le``) from a binary stream.
+
+    Args:
+        stream: a binary file object (``sys.stdin.buffer``); fmt: a key of RAW_FORMATS; rate: its
+            sample rate in Hz; channels: interleaved channels (averaged).
+        warn: called with a message when the stream ends mid-sample: the incomplete trailing
+            bytes are dropped (the documented repair), everything before them is used.
+    Raises:
+        VpklInputError: an unknown format, a non-positive rate or channel count.
+    """
+    if fmt not in RAW_FORMATS:
+        raise VpklInputError(f"--format: expected one of {', '.join(RAW_FORMATS)}, got {fmt!r}")
+    if rate < 1 or channels < 1:
+        raise VpklInputError(f"--rate and --channels: expected positive integers, got {rate} and {channels}")
+    dtype = np.dtype(RAW_FORMATS[fmt])
+    frame_bytes = dtype.itemsize * channels
+    want = _samples(chunk_s, rate) * frame_bytes
+    rs = Resampler(rate, sample_rate)
+    while True:
+        data = b""
+        while len(data) < want:
+            got = stream.read(want - len(data))
+            if not got:
+                break
+            data += got
+        whole = len(data) // frame_bytes * frame_bytes
+        if whole < len(data):
+            warn(f"{name}: the stream ended mid-sample; dropped {len(data) - whole} trailing byte(s) "
+                 f"(a {fmt} sample of {channels} channel(s) is {frame_bytes} bytes)")
+        if whole:
+            x = np.frombuffer(data[:whole], dtype).reshape(-1, channels).astype(np.float32)
+            if dtype.kind == "i":
+                x /= float(np.iinfo(dtype).max + 1)
+            yield rs(x.mean(axis=1))
+        if len(data) < want:
+            break
+    tail = rs(np.zeros(0, np.float32), last=True)
+    if tail.size:
+        yield tail
+
+
+def import_sounddevice():
+    """The sounddevice module, or VpklInputError saying what to install."""
+    try:
+        import sounddevice
+    except ImportError:
+        raise VpklInputError("--mic: needs the sounddevice package: pip install 'vpkl[mic]'") from None
+    except OSError as e:  # sounddevice is there but the PortAudio library is not
+        raise VpklInputError(f"--mic: the PortAudio library is missing ({e}); install it "
+                             "(Debian/Ubuntu: apt install libportaudio2; macOS: brew install portaudio)") from None
+    return sounddevice
+
+
+def mic_chunks(device, sample_rate: int, chunk_s: float, sd=None, stall_s: float = 2.0,
+               max_queued_s: float = 10.0, on_drop: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+    """Record from a microphone (PortAudio via sounddevice) at its default rate, resampled.
+
+    Args:
+        device: a sounddevice device index or name (None: the default input).
+        sd: the sounddevice module (tests pass a fake); stall_s: seconds without audio after
+            which the microphone counts as gone; max_queued_s: audio kept waiting when the
+            consumer falls behind; older blocks beyond it are dropped and counted via on_drop(samples).
+    Yields an empty chunk after each 0.1 s without audio, so the caller can react (to Ctrl-C, say).
+
+    Raises:
+        VpklInputError: sounddevice or PortAudio missing, no such device, the device cannot be
+            opened, or it stops delivering audio (unplugged).
+    """
+    sd = sd or import_sounddevice()
+    what = f"microphone {device!r}" if device is not None else "the default microphone"
+    try:
+        info = sd.query_devices(device, "input")
+    except (ValueError, sd.PortAudioError) as e:
+        raise VpklInputError(f"--device {device}: no such input device ({e}); "
+                             "`python -m sounddevice` lists the devices") from None
+    rate = int(info["default_samplerate"])
+    block = _samples(chunk_s, rate)
+    blocks = queue.Queue(maxsize=max(1, int(max_queued_s / chunk_s)))
+
+    def callback(indata, frames, time_info, status):
+        try:
+            blocks.put_nowait(np.array(indata[:, 0], np.float32))
+        except queue.Full:
+            if on_drop is not None:
+                on_drop(frames)
+
+    rs = Resampler(rate, sample_rate)
+    try:
+        stream = sd.InputStream(device=device, samplerate=rate, channels=1, dtype="float32",
+                                blocksize=block, callback=callback)
+    except sd.PortAudioError as e:
+        raise VpklInputError(f"{what}: could not be opened ({e})") from None
+    with stream:
+        last = time.monotonic()
+        while True:
+            try:
+                x = blocks.get(timeout=min(0.1, stall_s))
+            except queue.Empty:
+                if time.monotonic() - last > stall_s:
+                    raise VpklInputError(f"{what}: no audio for {stall_s:g} s; was it unplugged or "
+                                         "taken by another program?") from None
+                yield np.zeros(0, np.float32)  # nothing yet: lets the caller look at Ctrl-C
+                continue
+            last = time.monotonic()
+            yield rs(x)

@@ -1,0 +1,184 @@
+"""`vpkl stream`: the file, stdin and microphone sources, Ctrl-C, and bad input, against `vpkl detect`."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from conftest import EXAMPLES, run_cli
+
+QUERIES = os.path.join(EXAMPLES, "queries")
+
+
+def stream_cli(bundle, *args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", bundle, "--queries", QUERIES,
+                           "--jsonl", *args], input=stdin, capture_output=True, timeout=300)
+
+
+def words(stdout: bytes):
+    return sorted((d["keyword"], d["frame"]) for d in map(json.loads, stdout.decode().splitlines()))
+
+
+@pytest.fixture(scope="module")
+def offline(shipped_bundle, example_wavs):
+    """`vpkl detect --json` on each shipped example: {wav: sorted [(keyword, frame)] of the detected}."""
+    out = {}
+    for wav in example_wavs:
+        r = run_cli("detect", "--bundle", shipped_bundle, "--json",
+                    *[a for f in sorted(os.listdir(QUERIES)) for a in ("--query", os.path.join(QUERIES, f))], wav)
+        assert r.returncode == 0, r.stderr
+        out[wav] = sorted((x["keyword"], x["frame"]) for x in json.loads(r.stdout)["results"] if x["detected"])
+    return out
+
+
+def same_places(got, want):
+    return [k for k, _ in got] == [k for k, _ in want] and all(abs(a - b) <= 2 for (_, a), (_, b) in zip(got, want))
+
+
+def reports_detect(got, want):
+    """The same keywords as `detect`, each at detect's place (within 2 frames). The stream may also
+    report a keyword at a second place, earlier in the file, where `detect` on the audio heard so
+    far finds it too (test_stream.py checks that); `detect` gives one place per keyword."""
+    return ({k for k, _ in got} == {k for k, _ in want}
+            and all(any(k == g and abs(f - h) <= 2 for g, h in got) for k, f in want))
+
+
+def test_file_reports_what_detect_reports(shipped_bundle, example_wavs, offline):
+    extra = 0
+    for wav in example_wavs:
+        r = stream_cli(shipped_bundle, "--file", wav)
+        assert r.returncode == 0, r.stderr
+        got = words(r.stdout)
+        assert reports_detect(got, offline[wav]), (wav, got, offline[wav])
+        extra += len(got) - len(offline[wav])
+        assert b"s of audio in" in r.stderr and b"RTF" in r.stderr and b"p95" in r.stderr
+    assert extra <= 1  # example_4: "eight" also where george says "three" (his three/eight confusion)
+
+
+def test_stdin_raw_pcm(shipped_bundle, example_wavs, offline, tmp_path):
+    wav = example_wavs[1]
+    x, sr = sf.read(wav, dtype="int16")
+    r = stream_cli(shipped_bundle, "-", "--chunk-ms", "20", stdin=x.tobytes())
+    assert r.returncode == 0 and same_places(words(r.stdout), offline[wav]), (words(r.stdout), offline[wav])
+    # ends mid-sample: the odd byte is dropped with a warning, the rest is used
+    r = stream_cli(shipped_bundle, "-", stdin=x.tobytes() + b"\x07")
+    assert r.returncode == 0 and same_places(words(r.stdout), offline[wav])
+    assert b"ended mid-sample; dropped 1 trailing byte" in r.stderr
+    # stereo float at 44.1 kHz, resampled on the fly
+    y = soxr.resample(x.astype(np.float32) / 32768, sr, 44100)
+    r = stream_cli(shipped_bundle, "-", "--format", "f32le", "--rate", "44100", "--channels", "2",
+                   stdin=np.repeat(y[:, None], 2, axis=1).astype("<f4").tobytes())
+    assert r.returncode == 0 and [k for k, _ in words(r.stdout)] == [k for k, _ in offline[wav]]
+
+
+@pytest.mark.parametrize("args, stdin, what", [
+    ([], None, "exactly one of --mic, --file"),
+    (["--mic", "--file", "x.wav"], None, "got --mic and --file"),
+    (["x.wav"], None, "use --file AUDIO"),
+    (["--realtime", "-"], b"", "--realtime: only with --file"),
+    (["-", "--format", "u8"], b"\x00" * 100, "--format: expected one of s16le"),
+    (["-"], b"", "stdin: no audio received"),
+    (["-", "--format", "f32le"], np.full(3200, np.nan, "<f4").tobytes(), "stdin: chunk 0: holds 1600 NaN"),
+    (["--file", "{nofile}"], None, "no such file"),
+    (["--file", "{example}", "--chunk-ms", "0"], None, "--chunk-ms"),
+    (["--file", "{example}", "--hop-ms", "5000"], None, "hop_s"),
+])
+def test_bad_stream_arguments(shipped_bundle, example_wavs, tmp_path, args, stdin, what):
+    args = [a.replace("{nofile}", str(tmp_path / "none.wav")).replace("{example}", example_wavs[0]) for a in args]
+    r = stream_cli(shipped_bundle, *args, stdin=stdin)
+    assert r.returncode == 2 and what in r.stderr.decode() and b"Traceback" not in r.stderr, r.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_a_summary(shipped_bundle, example_wavs, tmp_path):
+    long = tmp_path / "long.wav"
+    x, sr = sf.read(example_wavs[1], dtype="int16")
+    sf.write(long, np.tile(x, 20), sr)  # ~1 min, paced in real time
+    p = subprocess.Popen([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--queries", QUERIES,
+                          "--file", str(long), "--realtime"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()  # a detection: the stream is running
+    assert first, p.stderr.read()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert b"stopped (Ctrl-C)" in err and b"Traceback" not in err
+    seconds = float(err.decode().split("stopped (Ctrl-C); ")[1].split(" s of audio")[0])
+    assert 0.5 < seconds < 30
+
+
+class FakeSoundDevice:
+    """Stands in for the sounddevice module: one input device at 44.1 kHz that plays ``audio`` in
+    blocks from a thread, then either stops (the device disappears) or sends Ctrl-C."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, audio, rate=44100, then="vanish"):
+        self.audio, self.rate, self.then = audio, rate, then
+
+    def query_devices(self, device, kind):
+        if device not in (None, 3):
+            raise ValueError(f"No input device matching {device!r}")
+        return {"name": "fake", "default_samplerate": float(self.rate)}
+
+    def InputStream(self, device, samplerate, channels, dtype, blocksize, callback):
+        assert samplerate == self.rate and channels == 1 and dtype == "float32"
+        fake = self
+
+        class Stream:
+            def __enter__(self):
+                def play():
+                    for i in range(0, len(fake.audio), blocksize):
+                        block = fake.audio[i:i + blocksize].astype(np.float32)[:, None]
+                        callback(block, len(block), None, None)
+                        time.sleep(0.002)
+                    if fake.then == "ctrl-c":
+                        time.sleep(0.3)
+                        os.kill(os.getpid(), signal.SIGINT)
+                self.thread = threading.Thread(target=play, daemon=True)
+                self.thread.start()
+                return self
+
+            def __exit__(self, *exc):
+                self.thread.join()
+
+        return Stream()
+
+
+def mic(monkeypatch, capsys, shipped_bundle, fake, *extra):
+    from vpkl.cli import main
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    rc = main(["stream", "--bundle", shipped_bundle, "--queries", QUERIES, "--jsonl", "--mic", *extra])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_microphone_with_a_fake_device(monkeypatch, capsys, shipped_bundle, example_wavs, offline):
+    wav = example_wavs[1]
+    x, sr = sf.read(wav, dtype="float32")
+    audio = soxr.resample(np.concatenate([x, np.zeros(sr, np.float32)]), sr, 44100)
+    rc, out, err = mic(monkeypatch, capsys, shipped_bundle, FakeSoundDevice(audio, then="ctrl-c"), "--device", "3")
+    assert rc == 0 and "stopped (Ctrl-C)" in err, err
+    assert reports_detect(words(out.encode()), offline[wav]), (words(out.encode()), offline[wav])
+
+
+def test_microphone_that_disappears(monkeypatch, capsys, shipped_bundle, example_wavs):
+    x, sr = sf.read(example_wavs[0], dtype="float32")
+    rc, out, err = mic(monkeypatch, capsys, shipped_bundle, FakeSoundDevice(soxr.resample(x, sr, 44100)))
+    assert rc == 2 and "no audio for 2 s; was it unplugged" in err and "Traceback" not in err
+
+
+def test_microphone_device_and_portaudio_missing(monkeypatch, capsys, shipped_bundle, tmp_path):
+    rc, _, err = mic(monkeypatch, capsys, shipped_bundle, FakeSoundDevice(np.zeros(100)), "--device", "7")
+    assert rc == 2 and "--device 7: no such input device" in err
+    (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    r = subprocess.run([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--queries", QUERIES,
+                        "--mic"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and "PortAudio library is missing" in r.stderr and "libportaudio2" in r.stderr
