@@ -60,12 +60,12 @@ def _export(module, args, path, inputs, outputs, dynamic):
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
 
 
-def bundle_config(model: VPKLModel, ckpt: dict, graphs_dir: str) -> dict:
+def bundle_config(model: VPKLModel, ckpt: dict, graphs_dir: str, precision: str = "fp32") -> dict:
     """config.json for ``model``, with the SHA-256 of the graphs already written to ``graphs_dir``."""
     p = model.preset
     fe = p.front_end
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "precision": precision,
         "preset": p.name, "model": p.to_dict(),
         "front_end": fe.to_dict(), "image": p.image.to_dict(),
         "embed_dim": p.embed_dim, "frame_rate": p.frame_rate,
@@ -159,15 +159,15 @@ def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_pa
     """Export a checkpoint to a bundle folder and check PyTorch/onnxruntime parity.
 
     The bundle is written to a temporary folder and moved into place only once the
-    parity check passes, so a failed export leaves nothing half-written.
+    parity check passes (S within 1e-4, or 5e-3 for ``fp16``), so a failed export leaves
+    nothing half-written. ``fp16``: the branches in float16 (:mod:`vpkl.export.precision`).
 
+    Returns:
+        The largest PyTorch-onnxruntime differences on the real inputs (see :func:`check_parity`).
     Raises:
-        VpklInputError: missing checkpoint, existing ``out_dir`` without ``force``, ``fp16``.
+        VpklInputError: missing checkpoint, existing ``out_dir`` without ``force``.
         RuntimeError: the parity check failed.
     """
-    if fp16:
-        raise VpklInputError("--fp16: not yet implemented (planned with int8 calibration); "
-                             "export without it for an fp32 bundle")
     if not os.path.exists(ckpt_path):
         raise VpklInputError(f"{ckpt_path}: no such checkpoint")
     if not os.path.isfile(ckpt_path):
@@ -182,9 +182,13 @@ def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_pa
     tmp = tempfile.mkdtemp(prefix=".vpkl-export-", dir=parent)
     try:
         export_graphs(model, tmp)
+        if fp16:
+            from .precision import FP16_GRAPHS, PARITY_TOL_FP16, convert_to_fp16
+            for g in FP16_GRAPHS:
+                convert_to_fp16(os.path.join(tmp, g))
         with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(bundle_config(model, ckpt, tmp), f, indent=2)
-        diffs = check_parity(model, tmp, audio_paths, image_paths)
+            json.dump(bundle_config(model, ckpt, tmp, "fp16" if fp16 else "fp32"), f, indent=2)
+        diffs = check_parity(model, tmp, audio_paths, image_paths, PARITY_TOL_FP16 if fp16 else PARITY_TOL)
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

@@ -51,6 +51,7 @@ class Bundle:
         front_end: :class:`FrontEndConfig`; image: :class:`ImageConfig`;
         frame_rate: audio embeddings per second (50 for the shipped presets);
         threshold: default detection threshold on S; keywords: keyword names it was trained on;
+        precision: "fp32" or "fp16" (weights and compute of the image and audio graphs);
         causal_dim: H, the size of the causal frames between the two audio graphs;
         state_shape: (layers, 1, hidden) of each of the causal graph's h and c states.
     """
@@ -65,6 +66,7 @@ class Bundle:
         self.frame_rate = float(config["frame_rate"])
         self.threshold = float(config["threshold"])
         self.keywords = list(config["keywords"])
+        self.precision = str(config.get("precision", "fp32"))
         self._image = _session(os.path.join(path, "image.onnx"), threads)
         self._causal = _session(os.path.join(path, "audio_causal.onnx"), threads)
         self._bidir = _session(os.path.join(path, "audio_bidir.onnx"), threads)

@@ -95,12 +95,6 @@ def test_query_folder_empty_or_badly_named(random_bundle, tmp_path, example_quer
            "sevenwithoutunderscore.png", "{keyword}_{anything}")
 
 
-def test_export_fp16_is_not_yet(random_bundle, tmp_path):
-    r = run_cli(random_bundle[1], "--out", str(tmp_path / "o"), "--fp16", module="vpkl.export.cli")
-    assert r.returncode == 2 and "not yet" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path / "o").exists()
-
-
 def test_export_refuses_to_overwrite(random_bundle):
     r = run_cli(random_bundle[1], "--out", random_bundle[0], module="vpkl.export.cli")
     assert r.returncode == 2 and "--force" in r.stderr

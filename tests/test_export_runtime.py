@@ -106,3 +106,35 @@ def test_paper_preset_builds_runs_and_exports(tmp_path, example_wavs):
         [os.path.join(os.path.dirname(example_wavs[0]), "queries", "seven_test00.png")]
     diffs = export_bundle(str(tmp_path / "paper.ckpt"), str(tmp_path / "pb"), example_wavs[:1], imgs)
     assert diffs["S"] < 1e-4
+
+
+def test_fp16_bundle(random_bundle, example_wavs, example_queries, tmp_path):
+    """`vpkl-export --fp16`: fp16 weights in the image and audio graphs, float32 inputs and outputs
+    and a float32 head; scores within the fp16 tolerance of the fp32 bundle's, offline and streamed."""
+    import onnx
+    from vpkl.export.precision import FP16_GRAPHS, PARITY_TOL_FP16
+    from vpkl.runtime.stream import Spotter
+    out = tmp_path / "b16"
+    r = subprocess.run([sys.executable, "-m", "vpkl.export.cli", random_bundle[1], "--out", str(out), "--fp16"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.load(open(out / "config.json"))["precision"] == "fp16"
+    f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    for g in ("image.onnx", "audio_causal.onnx", "audio_bidir.onnx", "head.onnx"):
+        m = onnx.load(str(out / g))
+        weights = [t.data_type for t in m.graph.initializer if np.prod(t.dims) > 1000]
+        assert all(w == (f16 if g in FP16_GRAPHS else f32) for w in weights), g
+        assert all(v.type.tensor_type.elem_type in (f32, onnx.TensorProto.INT64)
+                   for v in list(m.graph.input) + list(m.graph.output)), g
+    b32, b16 = Bundle.load(random_bundle[0]), Bundle.load(str(out))
+    assert b16.precision == "fp16" and b32.precision == "fp32"
+    groups = group_by_keyword(example_queries)
+    q32, q16 = enrol(b32, groups), enrol(b16, groups)
+    for wav in example_wavs:
+        s32 = np.array([r.score for r in detect(b32, wav, q32)])
+        s16 = np.array([r.score for r in detect(b16, wav, q16)])
+        assert np.abs(s32 - s16).max() < PARITY_TOL_FP16
+        sp = Spotter(b16, q16, threshold=1.0)  # streamed: the final window is the whole utterance
+        sp.feed(read_audio(wav, 16000))
+        sp.flush()
+        assert np.abs(sp.last_window.scores - s16).max() < 1e-5
