@@ -108,13 +108,24 @@ def _stream_source(a, sample_rate: int, chunk_s: float):
         raise VpklInputError("--realtime: only with --file (live sources are real time already)")
     if a.device is not None and not a.mic:
         raise VpklInputError("--device: only with --mic")
+    raw = [f for f, v in (("--format", a.format), ("--rate", a.rate), ("--channels", a.channels)) if v is not None]
+    if raw and a.source is None:
+        raise VpklInputError(f"{raw[0]}: only with - (raw PCM on standard input); files and microphones say their own")
+    warn = lambda m: print(f"vpkl stream: warning: {m}", file=sys.stderr)
     if a.mic:
         device = int(a.device) if a.device is not None and a.device.isdigit() else a.device
-        return "microphone", sources.mic_chunks(device, sample_rate, chunk_s)
+        drops = []
+
+        def dropped(n: int) -> None:  # called from PortAudio's thread; warn once
+            if not drops:
+                warn("vpkl falls behind the microphone: audio beyond 10 s of backlog is dropped, "
+                     "and times after a drop are early by the audio lost")
+            drops.append(n)
+        return "microphone", sources.mic_chunks(device, sample_rate, chunk_s, on_drop=dropped)
     if a.file is not None:
         return a.file, sources.file_chunks(a.file, sample_rate, chunk_s, a.realtime)
-    warn = lambda m: print(f"vpkl stream: warning: {m}", file=sys.stderr)
-    return "stdin", sources.raw_chunks(sys.stdin.buffer, a.format, a.rate, a.channels, sample_rate, chunk_s, warn)
+    return "stdin", sources.raw_chunks(sys.stdin.buffer, a.format or "s16le", 16000 if a.rate is None else a.rate,
+                                       1 if a.channels is None else a.channels, sample_rate, chunk_s, warn)
 
 
 def cmd_stream(a) -> int:
@@ -123,15 +134,23 @@ def cmd_stream(a) -> int:
     from vpkl.runtime.stream import Spotter, StreamConfig
     if (a.query is None) == (a.queries is None):
         raise VpklInputError("queries: give --query IMAGE (repeatable) or --queries DIR, one of the two")
-    if not a.chunk_ms > 0:
-        raise VpklInputError(f"--chunk-ms: expected a positive number of milliseconds, got {a.chunk_ms}")
+    if not 0 < a.chunk_ms <= 60000:
+        raise VpklInputError(f"--chunk-ms: expected 0 < milliseconds <= 60000 (a minute), got {a.chunk_ms}")
     bundle = _load(a.bundle)
     name, chunks = _stream_source(a, bundle.front_end.sample_rate, a.chunk_ms / 1000)
     queries = enrol(bundle, group_by_keyword(a.query, strict=False) if a.query else folder_images(a.queries))
     given = {"window_s": a.window_s, "hop_s": None if a.hop_ms is None else a.hop_ms / 1000,
              "min_window_s": a.min_window_s, "lookahead_s": a.lookahead_s, "confirm": a.confirm,
              "refractory_s": a.refractory_s}
-    spotter = Spotter(bundle, queries, _threshold(a, bundle), StreamConfig(**{k: v for k, v in given.items() if v is not None}))
+    try:
+        spotter = Spotter(bundle, queries, _threshold(a, bundle),
+                          StreamConfig(**{k: v for k, v in given.items() if v is not None}))
+    except VpklInputError as e:  # name the flag, not the StreamConfig field
+        msg = str(e)
+        for field, flag in (("window_s", "--window-s"), ("hop_s", "--hop-ms"), ("min_window_s", "--min-window-s"),
+                            ("lookahead_s", "--lookahead-s"), ("refractory_s", "--refractory-s"), ("confirm", "--confirm")):
+            msg = msg.replace(f"{field}:", f"{flag}:", 1) if msg.startswith(f"{field}:") else msg
+        raise VpklInputError(msg) from None
     stats, found = LatencyStats(), 0
 
     def emit(dets) -> None:
@@ -166,12 +185,13 @@ def cmd_stream(a) -> int:
     finally:
         chunks.close()  # a microphone stream closes here
         signal.signal(signal.SIGINT, previous)
-    if spotter.audio_s == 0 and not stop:
-        raise VpklInputError(f"{name}: no audio received (0 samples)")
+    if spotter.n_frames == 0 and not stop:
+        raise VpklInputError(f"{name}: no audio received" if spotter.audio_s == 0 else
+                             f"{name}: {spotter.audio_s * 1000:.1f} ms of audio is shorter than one frame (35 ms)")
     lat = stats.summary()
-    rtf = lat["total_ms"] / 1000 / spotter.audio_s if spotter.audio_s else float("nan")
+    rtf = f"{lat['total_ms'] / 1000 / spotter.audio_s:.3f}" if spotter.audio_s else "-"
     print(f"vpkl stream: {'stopped (Ctrl-C); ' if stop else ''}{spotter.audio_s:.2f} s of audio in "
-          f"{spotter.chunks} chunks, {found} detection{'s' * (found != 1)}, RTF {rtf:.3f}, chunk latency "
+          f"{spotter.chunks} chunks, {found} detection{'s' * (found != 1)}, RTF {rtf}, chunk latency "
           f"p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms", file=sys.stderr)
     return 0
 
@@ -258,16 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Report each detection as soon as the stream allows: one line each (or --jsonl), "
                                    "then a summary on stderr. Ctrl-C stops cleanly.")
     s.add_argument("--bundle", required=True, help="model bundle folder (vpkl-export)")
-    s.add_argument("--query", action="append", metavar="IMAGE", help="query image; repeat for several")
+    s.add_argument("--query", action="append", metavar="IMAGE",
+                   help="query image, repeat for several; {keyword}_x.png files of one keyword are averaged "
+                        "(give --query or --queries)")
     s.add_argument("--queries", metavar="DIR", help="folder of {keyword}_{anything}.png/jpg images")
     s.add_argument("source", nargs="?", metavar="-", help="'-': raw PCM on standard input (see --format, --rate, --channels)")
     s.add_argument("--file", metavar="AUDIO", help="an audio file, read block by block")
     s.add_argument("--realtime", action="store_true", help="with --file: pace the chunks at real speed")
     s.add_argument("--mic", action="store_true", help="record from a microphone (pip install 'vpkl[mic]')")
     s.add_argument("--device", default=None, help="with --mic: device index or name (python -m sounddevice lists them)")
-    s.add_argument("--format", default="s16le", help="with -: sample format, s16le (default), s32le or f32le")
-    s.add_argument("--rate", type=int, default=16000, help="with -: sample rate in Hz (default 16000)")
-    s.add_argument("--channels", type=int, default=1, help="with -: interleaved channels, averaged (default 1)")
+    s.add_argument("--format", default=None, help="with -: sample format, s16le (default), s32le or f32le, little-endian")
+    s.add_argument("--rate", type=int, default=None, help="with -: sample rate in Hz (default 16000)")
+    s.add_argument("--channels", type=int, default=None, help="with -: interleaved channels, averaged (default 1)")
     s.add_argument("--chunk-ms", type=float, default=100.0, help="milliseconds of audio per chunk (default 100)")
     s.add_argument("--threshold", type=float, default=None, help="detection threshold on S (default: the bundle's)")
     s.add_argument("--window-s", type=float, default=None, help="seconds of audio scored each hop (default 3)")

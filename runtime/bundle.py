@@ -98,10 +98,9 @@ class Bundle:
             raise VpklInputError(f"{path}: no such bundle folder")
         if not os.path.isdir(path):
             raise VpklInputError(f"{path}: is a file, expected a bundle folder (vpkl-export --out)")
-        missing = [f for f in BUNDLE_FILES if not os.path.isfile(os.path.join(path, f))]
-        if missing:
-            raise VpklInputError(f"{path}: incomplete bundle, missing {', '.join(missing)}")
         cfg_path = os.path.join(path, "config.json")
+        if not os.path.isfile(cfg_path):
+            raise VpklInputError(f"{path}: incomplete bundle, missing config.json")
         try:
             with open(cfg_path) as f:
                 config = json.load(f)
@@ -111,7 +110,11 @@ class Bundle:
             raise VpklInputError(f"{cfg_path}: not a vpkl bundle config (expected \"format\": \"{FORMAT}\")")
         if config.get("format_version") != FORMAT_VERSION:
             raise VpklInputError(f"{cfg_path}: bundle format version {config.get('format_version')!r}; "
-                                 f"this vpkl reads version {FORMAT_VERSION} (re-export the checkpoint)")
+                                 f"this vpkl reads version {FORMAT_VERSION} (export the checkpoint again with "
+                                 "this vpkl's vpkl-export)")
+        missing = [f for f in BUNDLE_FILES if not os.path.isfile(os.path.join(path, f))]
+        if missing:
+            raise VpklInputError(f"{path}: incomplete bundle, missing {', '.join(missing)}")
         absent = [k for k in _CONFIG_KEYS if k not in config]
         if absent:
             raise VpklInputError(f"{cfg_path}: missing keys {', '.join(absent)}")

@@ -1,8 +1,9 @@
 """Audio sources for ``vpkl stream``: a file (optionally paced at real speed), raw PCM on a pipe,
 a microphone. Each yields (n,) float32 mono chunks, full scale +-1, at the wanted sample rate.
 
-Channels are averaged; another sample rate is converted on the fly with soxr's streaming
-resampler. The microphone needs the optional ``sounddevice`` package (``pip install
+Channels are averaged (files and raw PCM); another sample rate is converted on the fly with
+soxr's streaming resampler. The sources are generators: their errors (VpklInputError) come
+from the first ``next()``, or later for what goes wrong mid-stream. The microphone needs the optional ``sounddevice`` package (``pip install
 'vpkl[mic]'``) and the PortAudio library.
 """
 from __future__ import annotations
@@ -83,8 +84,10 @@ def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chu
     """
     if fmt not in RAW_FORMATS:
         raise VpklInputError(f"--format: expected one of {', '.join(RAW_FORMATS)}, got {fmt!r}")
-    if rate < 1 or channels < 1:
-        raise VpklInputError(f"--rate and --channels: expected positive integers, got {rate} and {channels}")
+    if not 1000 <= rate <= 768000:
+        raise VpklInputError(f"--rate: expected a sample rate from 1000 to 768000 Hz, got {rate}")
+    if not 1 <= channels <= 32:
+        raise VpklInputError(f"--channels: expected 1 to 32 interleaved channels, got {channels}")
     dtype = np.dtype(RAW_FORMATS[fmt])
     frame_bytes = dtype.itemsize * channels
     want = _samples(chunk_s, rate) * frame_bytes
@@ -124,14 +127,15 @@ def import_sounddevice():
     return sounddevice
 
 
-def mic_chunks(device, sample_rate: int, chunk_s: float, sd=None, stall_s: float = 2.0,
+def mic_chunks(device, sample_rate: int, chunk_s: float, sd=None, stall_s: float | None = None,
                max_queued_s: float = 10.0, on_drop: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
     """Record from a microphone (PortAudio via sounddevice) at its default rate, resampled.
 
     Args:
         device: a sounddevice device index or name (None: the default input).
         sd: the sounddevice module (tests pass a fake); stall_s: seconds without audio after
-            which the microphone counts as gone; max_queued_s: audio kept waiting when the
+            which the microphone counts as gone (default: 2 s or 3 chunks, the longer);
+            max_queued_s: audio kept waiting when the
             consumer falls behind; older blocks beyond it are dropped and counted via on_drop(samples).
     Yields an empty chunk after each 0.1 s without audio, so the caller can react (to Ctrl-C, say).
 
@@ -140,12 +144,13 @@ def mic_chunks(device, sample_rate: int, chunk_s: float, sd=None, stall_s: float
             opened, or it stops delivering audio (unplugged).
     """
     sd = sd or import_sounddevice()
+    stall_s = max(2.0, 3 * chunk_s) if stall_s is None else stall_s
     what = f"microphone {device!r}" if device is not None else "the default microphone"
     try:
         info = sd.query_devices(device, "input")
     except (ValueError, sd.PortAudioError) as e:
-        raise VpklInputError(f"--device {device}: no such input device ({e}); "
-                             "`python -m sounddevice` lists the devices") from None
+        where = f"--device {device}: no such input device" if device is not None else "--mic: no default input device"
+        raise VpklInputError(f"{where} ({e}); `python -m sounddevice` lists the devices") from None
     rate = int(info["default_samplerate"])
     block = _samples(chunk_s, rate)
     blocks = queue.Queue(maxsize=max(1, int(max_queued_s / chunk_s)))

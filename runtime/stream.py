@@ -52,6 +52,7 @@ on one second, plus the causal part once.
 """
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import asdict, dataclass
 
@@ -89,26 +90,33 @@ class StreamConfig:
     span_level: float = 0.5
 
     def frames(self, frame_rate: float) -> dict:
-        """{"window", "hop", "min_window", "lookahead", "refractory"} in frames; VpklInputError for impossible values."""
+        """{"window", "hop", "min_window", "lookahead", "refractory"} in whole frames (each value rounded
+        to the nearest frame; ``min_window_s`` capped at ``window_s``).
+
+        Raises:
+            VpklInputError: a value that is not a finite real number (``confirm``: an integer >= 1),
+                or a combination that cannot work, named by field.
+        """
         f = {k: getattr(self, k) for k in ("window_s", "hop_s", "min_window_s", "lookahead_s", "refractory_s",
                                            "span_level")}
         for k, v in f.items():
-            if not (isinstance(v, (int, float)) and np.isfinite(v)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not np.isfinite(v):
                 raise VpklInputError(f"{k}: expected a finite number, got {v!r}")
-        out = {k[:-2]: int(round(v * frame_rate)) for k, v in f.items() if k.endswith("_s")}
+        out = {k[:-2]: int(round(float(v) * frame_rate)) for k, v in f.items() if k.endswith("_s")}
+        out["min_window"] = min(out["min_window"], out["window"])
         if out["window"] < 1 or out["hop"] < 1:
             raise VpklInputError(f"window_s and hop_s: expected at least one frame ({1 / frame_rate:.3f} s), "
                                  f"got {self.window_s} and {self.hop_s}")
         if out["hop"] > out["window"]:
             raise VpklInputError(f"hop_s: {self.hop_s} s is longer than window_s ({self.window_s} s): "
                                  "audio between windows would never be scored")
-        if not 0 <= out["min_window"] <= out["window"]:
-            raise VpklInputError(f"min_window_s: expected 0 <= min_window_s <= window_s ({self.window_s}), "
-                                 f"got {self.min_window_s}")
+        if out["min_window"] < 0:
+            raise VpklInputError(f"min_window_s: expected >= 0, got {self.min_window_s}")
         if not 0 <= out["lookahead"] < out["window"]:
-            raise VpklInputError(f"lookahead_s: expected 0 <= lookahead_s < window_s ({self.window_s}), "
-                                 f"got {self.lookahead_s}")
-        if not (isinstance(self.confirm, int) and self.confirm >= 1):
+            raise VpklInputError(f"lookahead_s: {self.lookahead_s} s is {out['lookahead']} frames; expected 0 to "
+                                 f"{out['window'] - 1} (fewer than window_s's {out['window']})")
+        if isinstance(self.confirm, (bool, np.bool_)) or not isinstance(self.confirm, numbers.Integral) \
+                or self.confirm < 1:
             raise VpklInputError(f"confirm: expected a whole number of windows >= 1, got {self.confirm!r}")
         if out["refractory"] < 0:
             raise VpklInputError(f"refractory_s: expected >= 0, got {self.refractory_s}")
@@ -167,9 +175,12 @@ def check_chunk(chunk, index: int) -> np.ndarray:
     """A chunk as (n,) float32 at full scale +-1 (n may be 0).
 
     Accepts int16/int32 (scaled by their full scale) or float32/float64 samples, 1-D or
-    (samples, channels) with up to 32 channels (averaged to mono: a documented repair).
+    (samples, channels) with 1 to 32 channels (averaged to mono: a documented repair). A
+    (channels, samples) array with more than 32 samples is refused; a smaller one cannot be
+    told apart and is read as (samples, channels).
     Raises:
-        VpklInputError naming the chunk: another dtype, another shape, NaN or inf samples.
+        VpklInputError naming the chunk: another dtype, another shape, NaN or inf samples, or
+            float64 samples beyond the float32 range.
     """
     x = np.asarray(chunk)
     where = f"chunk {index}"
@@ -178,14 +189,19 @@ def check_chunk(chunk, index: int) -> np.ndarray:
     if x.ndim == 2 and x.shape[1] > MAX_CHANNELS:
         raise VpklInputError(f"{where}: shape {x.shape} read as (samples, channels) gives {x.shape[1]} channels "
                              f"(at most {MAX_CHANNELS}); pass (samples, channels), e.g. x.T for channels first")
-    if x.ndim not in (1, 2):
+    if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[1] == 0):
         raise VpklInputError(f"{where}: expected (samples,) or (samples, channels), got shape {x.shape}")
     if np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
-    elif not np.all(np.isfinite(x)):
+        return to_mono(x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1), where).astype(np.float32)
+    if not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise VpklInputError(f"{where}: holds {bad} NaN or infinite sample(s); the chunk was not used")
-    return to_mono(x, where).astype(np.float32)
+    with np.errstate(over="ignore"):
+        y = to_mono(x, where).astype(np.float32)
+    if not np.all(np.isfinite(y)):
+        raise VpklInputError(f"{where}: samples beyond the float32 range (largest {np.abs(x).max():.3g}); "
+                             "the chunk was not used")
+    return y
 
 
 def attention_span(att: np.ndarray, at: int, level: float) -> tuple[int, int]:
@@ -202,8 +218,12 @@ class Spotter:
         bundle: a loaded :class:`Bundle`; queries: enrolled :class:`QuerySet` (not empty);
         threshold: one float, a {keyword: float} dict (others get the bundle's), or None;
         config: :class:`StreamConfig` (defaults: 3 s window, 0.2 s hop).
+    Attributes:
+        thresholds: (Q,) float64 per query; chunks: chunks fed so far; n_frames: audio
+        embeddings encoded so far; audio_s: seconds fed so far; last_window:
+        :class:`WindowScores` of the window scored last (None before the first).
     Raises:
-        VpklInputError: no queries, a threshold outside [0, 1], impossible config values.
+        VpklInputError: no queries, a threshold that is not a number in [0, 1], impossible config values.
     """
 
     def __init__(self, bundle: Bundle, queries: QuerySet, threshold=None, config: StreamConfig | None = None):
@@ -215,16 +235,16 @@ class Spotter:
         self._window, self._hop, self._min_window = f["window"], f["hop"], f["min_window"]
         self._lookahead, self._refractory = f["lookahead"], f["refractory"]
         self._confirm = self.config.confirm
-        if isinstance(threshold, dict):
-            unknown = sorted(set(threshold) - set(queries.keywords))
-            if unknown:
-                raise VpklInputError(f"threshold: keywords {unknown} have no query (enrolled: {queries.keywords})")
-        thr = [bundle.threshold if threshold is None else
-               float(threshold.get(k, bundle.threshold)) if isinstance(threshold, dict) else float(threshold)
-               for k in queries.keywords]
+        if threshold is not None and not isinstance(threshold, dict):
+            threshold = {k: threshold for k in queries.keywords}
+        threshold = threshold or {}
+        unknown = sorted(set(threshold) - set(queries.keywords))
+        if unknown:
+            raise VpklInputError(f"threshold: keywords {unknown} have no query (enrolled: {queries.keywords})")
+        thr = [threshold.get(k, bundle.threshold) for k in queries.keywords]
         for k, t in zip(queries.keywords, thr):
-            if not 0.0 <= t <= 1.0:
-                raise VpklInputError(f"threshold for {k!r}: expected a score in [0, 1], got {t}")
+            if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real) or not 0.0 <= t <= 1.0:
+                raise VpklInputError(f"threshold for {k!r}: expected a score in [0, 1], got {t!r}")
         self.thresholds = np.array(thr)
         self._fe = StreamingFrontEnd(bundle.front_end)
         self.reset()
@@ -251,6 +271,9 @@ class Spotter:
     def feed(self, chunk) -> list[Detection]:
         """Take the next chunk of the stream; return the detections it completes (often none).
 
+        Detections come in the order they fire (window by window; within a window, by frame).
+        One that needed more confirmation can be earlier in the stream than one reported before it.
+
         Args:
             chunk: (n,) or (n, channels) int16/int32/float32/float64 samples at the bundle's
                 rate (16 kHz for the shipped bundles), any n >= 0 (an empty chunk does nothing).
@@ -270,7 +293,9 @@ class Spotter:
 
     def flush(self) -> list[Detection]:
         """End the stream: encode the last frame (the conv's end padding), score the final window
-        with no lookahead needed, and return what that completes. Then :meth:`reset` to reuse."""
+        with no lookahead or confirmation needed, and return what that completes (a keyword said
+        at the very end is often reported only here). Then :meth:`reset` to reuse; a second
+        flush() returns []."""
         t0 = time.perf_counter()
         if self._ended:
             return []
@@ -330,4 +355,4 @@ class Spotter:
                 frame=frame, time_s=float(t(frame)), span=(start + lo, start + hi),
                 span_s=(float(t(start + lo)), float(t(start + hi))), window=(start, end), chunk=chunk,
                 latency_ms=(time.perf_counter() - t0) * 1000.0, delay_s=self.audio_s - float(t(frame))))
-        return out
+        return sorted(out, key=lambda d: d.frame)

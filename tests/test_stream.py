@@ -161,7 +161,9 @@ def test_bad_chunks(shipped, example_wavs):
             with pytest.raises(VpklInputError, match="chunk 3: holds 1 NaN"):
                 sp.feed(bad)
             for wrong, what in [(p.astype(np.complex64), "dtype complex64"), (p > 0, "dtype bool"),
-                                (p[None, None], "expected \\(samples,\\)"), (np.stack([p, p]), "channels first")]:
+                                (p[None, None], "expected \\(samples,\\)"), (np.stack([p, p]), "channels first"),
+                                (np.zeros((100, 0), np.float32), "got shape \\(100, 0\\)"),
+                                (np.full(100, 1e39), "beyond the float32 range")]:
                 with pytest.raises(VpklInputError, match=what):
                     sp.feed(wrong)
             assert sp.feed(np.zeros(0, np.float32)) == []
@@ -189,6 +191,10 @@ def test_impossible_config(shipped, cfg, what):
 
 def test_bad_thresholds(shipped):
     b, qs = shipped
+    for t in ("0.5", True, {"seven": None}, np.array([0.5])):
+        with pytest.raises(VpklInputError, match="expected a score in"):
+            Spotter(b, qs, threshold=t)
+    Spotter(b, qs, threshold=np.float32(0.5), config=StreamConfig(window_s=np.float64(1.0), confirm=np.int64(3)))
     with pytest.raises(VpklInputError, match="'seven'.*\\[0, 1\\]"):
         Spotter(b, qs, threshold={"seven": 1.5})
     with pytest.raises(VpklInputError, match="no query"):

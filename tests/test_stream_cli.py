@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from conftest import EXAMPLES, run_cli
+from conftest import EXAMPLES, ROOT, run_cli
 
 QUERIES = os.path.join(EXAMPLES, "queries")
 
@@ -88,10 +88,20 @@ def test_stdin_raw_pcm(shipped_bundle, example_wavs, offline, tmp_path):
     (["-", "--format", "f32le"], np.full(3200, np.nan, "<f4").tobytes(), "stdin: chunk 0: holds 1600 NaN"),
     (["--file", "{nofile}"], None, "no such file"),
     (["--file", "{example}", "--chunk-ms", "0"], None, "--chunk-ms"),
-    (["--file", "{example}", "--hop-ms", "5000"], None, "hop_s"),
+    (["--file", "{example}", "--hop-ms", "5000"], None, "--hop-ms: 5.0 s is longer than window_s"),
+    (["--file", "{example}", "--lookahead-s", "2.99"], None, "--lookahead-s: 2.99 s is 150 frames"),
+    (["--file", "{example}", "--chunk-ms", "inf"], None, "--chunk-ms: expected 0 < milliseconds <= 60000"),
+    (["--file", "{example}", "--format", "f32le"], None, "--format: only with -"),
+    (["-", "--channels", "100"], b"\x00" * 100, "--channels: expected 1 to 32"),
+    (["-", "--rate", "1"], b"\x00" * 100, "--rate: expected a sample rate from 1000"),
+    (["-"], b"\x00" * 400, "stdin: 12.5 ms of audio is shorter than one frame"),
+    (["--file", "{example}", "--bundle", "{old}"], None, "bundle format version 2"),
 ])
 def test_bad_stream_arguments(shipped_bundle, example_wavs, tmp_path, args, stdin, what):
-    args = [a.replace("{nofile}", str(tmp_path / "none.wav")).replace("{example}", example_wavs[0]) for a in args]
+    if "{old}" in args:  # the format-2 bundle of commit 41d8717
+        subprocess.run(f"git -C {ROOT} archive 41d8717 assets/digits | tar -x -C {tmp_path}", shell=True, check=True)
+    args = [a.replace("{nofile}", str(tmp_path / "none.wav")).replace("{example}", example_wavs[0])
+            .replace("{old}", str(tmp_path / "assets" / "digits")) for a in args]
     r = stream_cli(shipped_bundle, *args, stdin=stdin)
     assert r.returncode == 2 and what in r.stderr.decode() and b"Traceback" not in r.stderr, r.stderr
 
@@ -119,11 +129,11 @@ class FakeSoundDevice:
     class PortAudioError(Exception):
         pass
 
-    def __init__(self, audio, rate=44100, then="vanish"):
-        self.audio, self.rate, self.then = audio, rate, then
+    def __init__(self, audio, rate=44100, then="vanish", default=True):
+        self.audio, self.rate, self.then, self.default = audio, rate, then, default
 
     def query_devices(self, device, kind):
-        if device not in (None, 3):
+        if device not in ((None, 3) if self.default else (3,)):
             raise ValueError(f"No input device matching {device!r}")
         return {"name": "fake", "default_samplerate": float(self.rate)}
 
@@ -177,6 +187,8 @@ def test_microphone_that_disappears(monkeypatch, capsys, shipped_bundle, example
 def test_microphone_device_and_portaudio_missing(monkeypatch, capsys, shipped_bundle, tmp_path):
     rc, _, err = mic(monkeypatch, capsys, shipped_bundle, FakeSoundDevice(np.zeros(100)), "--device", "7")
     assert rc == 2 and "--device 7: no such input device" in err
+    rc, _, err = mic(monkeypatch, capsys, shipped_bundle, FakeSoundDevice(np.zeros(100), default=False))
+    assert rc == 2 and "--mic: no default input device" in err
     (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     r = subprocess.run([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--queries", QUERIES,
