@@ -1,4 +1,4 @@
-"""The ``vpkl`` command: demo, detect, stream, evaluate, make-dataset, train.
+"""The ``vpkl`` command: demo, detect, stream, evaluate, calibrate, make-dataset, train.
 
 Runtime commands (demo, detect, stream, evaluate) never import torch. Bad input ends in one line
 ``vpkl: error: <what> `` on stderr and exit code 2.
@@ -196,6 +196,38 @@ def cmd_stream(a) -> int:
     return 0
 
 
+def cmd_calibrate(a) -> int:
+    from vpkl.calibration.quantize import calibrate_bundle, compare_bundles
+    if (a.manifest is None) != (a.queries is None):
+        raise VpklInputError("--manifest and --queries: give both (held-out data to measure F1) or neither")
+    res = calibrate_bundle(a.bundle, a.audio, a.images, a.out, a.force, a.max_utterances, a.calibration_from)
+    print(f"wrote {a.out}: int8, calibrated on {res['utterances']} utterances and {res['images']} images")
+    total = [sum(v[i] for v in res["graphs"].values()) for i in (0, 1)]
+    for g, (x, y) in list(res["graphs"].items()) + [("all", total)]:
+        print(f"  {g:<18} {x / 1e6:6.2f} MB -> {y / 1e6:6.2f} MB")
+    b32, b8 = _load(a.bundle), _load(a.out)
+    images = sorted(os.path.join(a.images, f) for f in os.listdir(a.images)
+                    if os.path.splitext(f)[1].lower() in (".png", ".jpg", ".jpeg"))[:20]
+    c = compare_bundles(b32, b8, res["held_out"][:50], images)
+    if c["pairs"]:
+        print(f"held-out utterances ({c['utterances']}, every fifth of --audio) x {len(images)} images, int8 against "
+              f"fp32: |dS| max {c['max_abs_dS']:.4f}, mean {c['mean_abs_dS']:.4f}; same decision "
+              f"{100 * c['decisions_agree']:.1f}%, same localised frame {100 * c['frame_same']:.1f}%")
+    if a.manifest is not None:
+        from vpkl.evaluation.evaluate import evaluate
+        from vpkl.evaluation.manifest import read_manifest
+        from vpkl.runtime.queries import enrol, folder_images
+        entries, groups = read_manifest(a.manifest), folder_images(a.queries)
+        f1 = {}
+        for name, b in (("fp32", b32), ("int8", b8)):
+            m = evaluate(b, entries, enrol(b, groups), b32.threshold)["overall"]
+            f1[name] = (m["detection"]["f1"], m["localisation"]["f1"])
+        print(f"{a.manifest} ({len(entries)} utterances): " + "; ".join(
+            f"{what} F1 fp32 {f1['fp32'][i]:.3f}, int8 {f1['int8'][i]:.3f} ({f1['int8'][i] - f1['fp32'][i]:+.3f})"
+            for i, what in enumerate(("detection", "localisation"))))
+    return 0
+
+
 def cmd_evaluate(a) -> int:
     from vpkl.evaluation.evaluate import evaluate
     from vpkl.evaluation.manifest import read_manifest
@@ -312,6 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threshold", type=float, default=None)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("calibrate", help="quantise an fp32 bundle to int8, calibrated on real utterances and images")
+    c.add_argument("--bundle", required=True, help="an fp32 bundle folder (vpkl-export)")
+    c.add_argument("--audio", required=True, metavar="DIR",
+                   help="utterances (.wav/.flac/.ogg); every fifth is held out to measure the cost")
+    c.add_argument("--images", required=True, metavar="DIR", help="query images of the kind the bundle expects")
+    c.add_argument("--out", required=True, help="int8 bundle folder to write")
+    c.add_argument("--force", action="store_true", help="replace --out if it is a bundle folder")
+    c.add_argument("--max-utterances", type=int, default=200, help="utterances used for calibration (default 200)")
+    c.add_argument("--calibration-from", metavar="DIR", default=None,
+                   help="reuse the calibration_*.json ranges of an earlier int8 bundle instead of running the data")
+    c.add_argument("--manifest", default=None, help="held-out manifest: also print detection/localisation F1")
+    c.add_argument("--queries", default=None, metavar="DIR", help="with --manifest: its query folder")
+    c.set_defaults(func=cmd_calibrate)
 
     m = sub.add_parser("make-dataset", help="write the digits recipe's evaluation manifests and query folders")
     m.add_argument("--data", default=DEFAULT_DATA)

@@ -31,8 +31,10 @@ import torch
 
 from vpkl.model.head import ScoringHead
 from vpkl.model.vpkl_model import VPKLModel, load_checkpoint
-from vpkl.runtime.bundle import BUNDLE_FILES, FORMAT, FORMAT_VERSION, OLD_BUNDLE_FILES, graph_digests
+from vpkl.runtime.bundle import BUNDLE_FILES, FORMAT, FORMAT_VERSION, graph_digests
 from vpkl.runtime.errors import VpklInputError
+
+from .folders import check_out_dir
 
 OPSET = 17
 PARITY_TOL = 1e-4
@@ -133,27 +135,6 @@ def check_parity(model: VPKLModel, bundle_dir: str, audio_paths: list[str], imag
     return diffs
 
 
-def check_out_dir(out_dir: str, ckpt_path: str, force: bool) -> None:
-    """Refuse an output path that would lose anything but an old bundle.
-
-    ``--force`` replaces an existing *bundle* folder (only bundle files in it, of this format or
-    an older one); it never
-    deletes a file, the current folder, a folder holding other files, or the checkpoint.
-    """
-    if not os.path.exists(out_dir):
-        return
-    if not os.path.isdir(out_dir):
-        raise VpklInputError(f"{out_dir}: exists and is not a folder; choose another --out")
-    if not force:
-        raise VpklInputError(f"{out_dir}: already exists; pass --force to replace it")
-    if os.path.abspath(out_dir) in (os.getcwd(), os.path.dirname(os.path.abspath(ckpt_path))):
-        raise VpklInputError(f"{out_dir}: holds the checkpoint or is the current folder; choose another --out")
-    others = sorted(set(os.listdir(out_dir)) - set(BUNDLE_FILES) - set(OLD_BUNDLE_FILES))
-    if others:
-        raise VpklInputError(f"{out_dir}: is not a bundle (it holds {', '.join(others[:3])}); "
-                             "--force only replaces a bundle folder")
-
-
 def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_paths: list[str],
                   force: bool = False, fp16: bool = False) -> dict:
     """Export a checkpoint to a bundle folder and check PyTorch/onnxruntime parity.
@@ -172,7 +153,7 @@ def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_pa
         raise VpklInputError(f"{ckpt_path}: no such checkpoint")
     if not os.path.isfile(ckpt_path):
         raise VpklInputError(f"{ckpt_path}: is not a file, expected a checkpoint from `vpkl train`")
-    check_out_dir(out_dir, ckpt_path, force)
+    check_out_dir(out_dir, [ckpt_path], force)
     try:
         model, ckpt = load_checkpoint(ckpt_path)
     except Exception as e:  # torch.load raises many kinds for a non-checkpoint file

@@ -20,6 +20,7 @@ FORMAT_VERSION = 3  # 2: config.json holds the SHA-256 of each graph; 3: the aud
 GRAPH_FILES = ("image.onnx", "audio_causal.onnx", "audio_bidir.onnx", "head.onnx")
 BUNDLE_FILES = ("config.json",) + GRAPH_FILES
 OLD_BUNDLE_FILES = ("audio.onnx",)  # formats 1-2 (the whole audio branch in one graph)
+CALIBRATION_FILES = ("calibration_image.json", "calibration_audio_causal.json")  # int8 bundles: `vpkl calibrate`
 _CONFIG_KEYS = ("preset", "front_end", "image", "embed_dim", "frame_rate", "threshold", "keywords", "sha256")
 
 

@@ -1,0 +1,35 @@
+"""Where a new bundle may be written: never over anything but an old bundle (no torch needed)."""
+from __future__ import annotations
+
+import os
+
+from vpkl.runtime.bundle import BUNDLE_FILES, CALIBRATION_FILES, OLD_BUNDLE_FILES
+from vpkl.runtime.errors import VpklInputError
+
+
+def check_out_dir(out_dir: str, protected: list[str], force: bool) -> None:
+    """Refuse an output path that would lose anything but an old bundle.
+
+    ``force`` replaces an existing *bundle* folder (only bundle files in it, of this format or an
+    older one, and calibration tables); it never deletes a file, the current folder, a folder
+    holding other files, or one holding or being one of the ``protected`` paths (the checkpoint
+    or the bundle being read).
+
+    Raises:
+        VpklInputError: naming ``out_dir`` and what it would lose.
+    """
+    if not os.path.exists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise VpklInputError(f"{out_dir}: exists and is not a folder; choose another --out")
+    if not force:
+        raise VpklInputError(f"{out_dir}: already exists; pass --force to replace it")
+    here = os.path.abspath(out_dir)
+    mine = {os.path.abspath(p) for p in protected} | {os.path.dirname(os.path.abspath(p)) for p in protected}
+    if here == os.getcwd() or here in mine:
+        raise VpklInputError(f"{out_dir}: is the current folder or holds or is an input "
+                             f"({', '.join(protected)}); choose another --out")
+    others = sorted(set(os.listdir(out_dir)) - set(BUNDLE_FILES) - set(OLD_BUNDLE_FILES) - set(CALIBRATION_FILES))
+    if others:
+        raise VpklInputError(f"{out_dir}: is not a bundle (it holds {', '.join(others[:3])}); "
+                             "--force only replaces a bundle folder")
