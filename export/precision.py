@@ -25,3 +25,42 @@ def convert_to_fp16(path: str) -> None:
     """Rewrite the ONNX graph at ``path`` in fp16 (weights and compute), inputs and outputs float32."""
     model = convert_float_to_float16(onnx.load(path), keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST))
     onnx.save(model, path)
+
+
+def fp16_bundle(src: str, out: str, force: bool = False) -> None:
+    """Write an fp16 copy of the fp32 bundle ``src`` to ``out`` (no checkpoint or torch needed).
+
+    Raises:
+        VpklInputError: ``src`` is not an fp32 bundle, or ``out`` exists (without ``force``) and is
+            not a bundle folder.
+    """
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    from vpkl.runtime.bundle import BUNDLE_FILES, Bundle, graph_digests
+    from vpkl.runtime.errors import VpklInputError
+
+    from .folders import check_out_dir
+    bundle = Bundle.load(src)
+    if bundle.precision != "fp32":
+        raise VpklInputError(f"{src}: is already an {bundle.precision} bundle; convert the fp32 bundle")
+    check_out_dir(out, [src], force)
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".vpkl-fp16-", dir=parent)
+    try:
+        for g in BUNDLE_FILES[1:]:
+            shutil.copy(os.path.join(src, g), os.path.join(tmp, g))
+            if g in FP16_GRAPHS:
+                convert_to_fp16(os.path.join(tmp, g))
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(dict(bundle.config, precision="fp16", sha256=graph_digests(tmp)), f, indent=2)
+        Bundle.load(tmp)
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)

@@ -1,0 +1,77 @@
+"""The benchmark's results as markdown tables (ratios against the PyTorch reference) and a PNG plot."""
+from __future__ import annotations
+
+
+def _ratio(ref, x):
+    return f"{ref / x:.1f}x" if ref and x else "-"
+
+
+def markdown(res: dict) -> str:
+    """Markdown tables for one run's results (the dict written to results.json)."""
+    m = res["machine"]
+    lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), {m['threads']} threads, "
+             f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; medians of {res['config']['repeats']} runs after "
+             "a warm-up. `x`: how many times faster than the PyTorch reference in the same run.", ""]
+    for preset, r in res["presets"].items():
+        lines += [f"### `{preset}` preset", ""]
+        off = r["offline"]
+        backs = list(off["enrol_ms"])
+        lines += ["| | " + " | ".join(backs) + " |", "|---" * (len(backs) + 1) + "|"]
+        for length, row in off["audio_rtf"].items():
+            lines.append(f"| audio branch RTF, {length} | " + " | ".join(
+                f"{row[b]:.4f}" + ("" if b == "torch" else f" ({_ratio(row['torch'], row[b])})") for b in backs) + " |")
+        e = off["enrol_ms"]
+        lines.append("| enrolment, ms per query | " + " | ".join(
+            f"{e[b]:.2f}" + ("" if b == "torch" else f" ({_ratio(e['torch'], e[b])})") for b in backs) + " |")
+        d = off["detect_ms"]
+        lines.append("| detect, 10 queries x 10 s, ms | " + " | ".join(
+            f"{d[b]:.1f}" + ("" if b == "torch" else f" ({_ratio(d['torch'], d[b])})") for b in backs) + " |")
+        if r.get("rss_mb"):
+            lines.append("| peak RSS, MB | " + " | ".join(
+                "-" if r["rss_mb"].get(b) is None else f"{r['rss_mb'][b]:.0f}" for b in backs) + " |")
+        lines.append("| bundle size, MB | - | " + " | ".join(f"{r['size_mb'][b]:.2f}" for b in backs[1:]) + " |")
+        if r.get("accuracy"):
+            a = r["accuracy"]
+            lines.append("| validation det F1 / loc F1 | - | " + " | ".join(
+                f"{a[b]['det_f1']:.3f} / {a[b]['loc_f1']:.3f}" for b in backs[1:]) + " |")
+            lines.append("| max / mean abs(S - S_fp32) | - | " + " | ".join(
+                f"{a[b]['max_abs_dS']:.4f} / {a[b]['mean_abs_dS']:.4f}" for b in backs[1:]) + " |")
+        lines += ["", "| queries Q (10 s of audio) | " + " | ".join(
+            str(q) for q in off["head_ms"]) + " |", "|---" * (len(off["head_ms"]) + 1) + "|"]
+        for name in next(iter(off["head_ms"].values())):
+            lines.append(f"| head, {name}, ms | " + " | ".join(
+                f"{v[name]:.2f}" for v in off["head_ms"].values()) + " |")
+        st = r["streaming"]
+        lines += ["", "| streaming | " + " | ".join(st) + " |", "|---" * (len(st) + 1) + "|"]
+        for ck in res["config"]["chunks_ms"]:
+            lines.append(f"| {ck} ms chunks: latency p50 / p95 / p99 / max ms, RTF | " + " | ".join(
+                "{p50_ms:.2f} / {p95_ms:.2f} / {p99_ms:.2f} / {max_ms:.2f}, {rtf:.4f}".format(**st[b][f"{ck} ms"])
+                for b in st) + " |")
+        if all("after_word_end_s" in st[b] for b in st):
+            lines.append("| detection after the word's end, median / max s | " + " | ".join(
+                "{median:.2f} / {max:.2f}".format(**st[b]["after_word_end_s"]) if st[b]["after_word_end_s"]["words"]
+                else "-" for b in st) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: str) -> None:
+    """PNG: scoring-head time against Q, one line per backend and preset (log-log)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for preset, r in res["presets"].items():
+        h = r["offline"]["head_ms"]
+        qs = [int(q) for q in h]
+        for name in next(iter(h.values())):
+            ax.plot(qs, [v[name] for v in h.values()], marker="o", label=f"{preset}: {name}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("queries Q (10 s of audio, N = 500 frames)")
+    ax.set_ylabel("scoring head, ms")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
