@@ -8,7 +8,11 @@ from the first ``next()``, or later for what goes wrong mid-stream. The micropho
 """
 from __future__ import annotations
 
+import io
+import os
 import queue
+import select
+import stat
 import time
 from typing import Callable, Iterator
 
@@ -70,6 +74,25 @@ def file_chunks(path: str, sample_rate: int, chunk_s: float, realtime: bool = Fa
         yield tail
 
 
+def _waiting_reader(stream) -> Callable[[int], bytes | None]:
+    """read(n): up to n bytes (b"" at the end), or None when nothing came for 0.1 s.
+
+    On a pipe or terminal (POSIX) this waits with select() and reads what has arrived, so an
+    idle writer does not block Ctrl-C; other streams are read with their own read(n)."""
+    try:
+        fd = stream.fileno()
+        pollable = os.name == "posix" and not stat.S_ISREG(os.fstat(fd).st_mode)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pollable = False
+    if not pollable:
+        return stream.read
+
+    def read(n: int) -> bytes | None:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        return os.read(fd, n) if ready else None
+    return read
+
+
 def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chunk_s: float,
                warn: Callable[[str], None], name: str = "stdin") -> Iterator[np.ndarray]:
     """Read raw interleaved PCM (``arecord -t raw``, ``ffmpeg -f s16le``) from a binary stream.
@@ -79,6 +102,8 @@ def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chu
             sample rate in Hz; channels: interleaved channels (averaged).
         warn: called with a message when the stream ends mid-sample: the incomplete trailing
             bytes are dropped (the documented repair), everything before them is used.
+    Yields an empty chunk after each 0.1 s in which a pipe delivered nothing (see
+    :func:`_waiting_reader`), so the caller can react to Ctrl-C.
     Raises:
         VpklInputError: an unknown format, a non-positive rate or channel count.
     """
@@ -92,10 +117,14 @@ def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chu
     frame_bytes = dtype.itemsize * channels
     want = _samples(chunk_s, rate) * frame_bytes
     rs = Resampler(rate, sample_rate)
+    read = _waiting_reader(stream)
     while True:
         data = b""
         while len(data) < want:
-            got = stream.read(want - len(data))
+            got = read(want - len(data))
+            if got is None:  # nothing for 0.1 s: let the caller look at Ctrl-C
+                yield np.zeros(0, np.float32)
+                continue
             if not got:
                 break
             data += got

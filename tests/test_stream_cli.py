@@ -122,6 +122,23 @@ def test_ctrl_c_stops_cleanly_with_a_summary(shipped_bundle, example_wavs, tmp_p
     assert 0.5 < seconds < 30
 
 
+def test_ctrl_c_with_an_idle_writer_on_stdin(shipped_bundle, example_wavs):
+    """The writer stays open but sends nothing more: Ctrl-C still stops at once, with the audio so far."""
+    x, _ = sf.read(example_wavs[1], dtype="int16")
+    p = subprocess.Popen([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--queries", QUERIES,
+                          "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.write(x.tobytes())
+    p.stdin.flush()
+    first = p.stdout.readline()  # a detection: the audio was read
+    assert first, p.stderr.read()
+    time.sleep(3)  # all the audio is processed; vpkl now waits for more
+    p.send_signal(signal.SIGINT)
+    rc = p.wait(timeout=15)  # stdin still open: no end of stream to stop on
+    err = p.stderr.read()
+    p.stdin.close()
+    assert rc == 0 and b"stopped (Ctrl-C)" in err and b"s of audio in" in err, err
+
+
 class FakeSoundDevice:
     """Stands in for the sounddevice module: one input device at 44.1 kHz that plays ``audio`` in
     blocks from a thread, then either stops (the device disappears) or sends Ctrl-C."""
