@@ -197,27 +197,40 @@ def cmd_stream(a) -> int:
 
 
 def cmd_calibrate(a) -> int:
-    from vpkl.calibration.quantize import calibrate_bundle, compare_bundles
+    from vpkl.calibration.quantize import TOLERANCE, calibrate_bundle, compare_bundles
     if (a.manifest is None) != (a.queries is None):
         raise VpklInputError("--manifest and --queries: give both (held-out data to measure F1) or neither")
+    if a.manifest is not None:  # checked before anything is written
+        from vpkl.evaluation.manifest import read_manifest
+        from vpkl.runtime.queries import folder_images
+        entries, groups = read_manifest(a.manifest), folder_images(a.queries)
     res = calibrate_bundle(a.bundle, a.audio, a.images, a.out, a.force, a.max_utterances, a.calibration_from)
-    print(f"wrote {a.out}: int8, calibrated on {res['utterances']} utterances and {res['images']} images")
+    how = (f"ranges reused from {a.calibration_from}" if a.calibration_from else
+           f"calibrated on {res['utterances']} utterances and {res['images']} images")
+    print(f"wrote {a.out}: int8, {how}")
     total = [sum(v[i] for v in res["graphs"].values()) for i in (0, 1)]
     for g, (x, y) in list(res["graphs"].items()) + [("all", total)]:
         print(f"  {g:<18} {x / 1e6:6.2f} MB -> {y / 1e6:6.2f} MB")
     b32, b8 = _load(a.bundle), _load(a.out)
-    images = sorted(os.path.join(a.images, f) for f in os.listdir(a.images)
-                    if os.path.splitext(f)[1].lower() in (".png", ".jpg", ".jpeg"))[:20]
-    c = compare_bundles(b32, b8, res["held_out"][:50], images)
-    if c["pairs"]:
-        print(f"held-out utterances ({c['utterances']}, every fifth of --audio) x {len(images)} images, int8 against "
-              f"fp32: |dS| max {c['max_abs_dS']:.4f}, mean {c['mean_abs_dS']:.4f}; same decision "
-              f"{100 * c['decisions_agree']:.1f}%, same localised frame {100 * c['frame_same']:.1f}%")
+    audio, images = res["held_out_audio"][:50], res["held_out_images"][:20]
+    if not audio or not images:
+        print("vpkl calibrate: warning: fewer than 5 utterances or images, so none was held out and the cost of "
+              "int8 was not measured; compare with vpkl evaluate, or give more files", file=sys.stderr)
+        ok = True
+    else:
+        c = compare_bundles(b32, b8, audio, images)
+        print(f"held out (every fifth file): {c['utterances']} utterances x {len(images)} images, int8 against fp32: "
+              f"|dS| max {c['max_abs_dS']:.4f}, mean {c['mean_abs_dS']:.4f}; same decision "
+              f"{100 * c['decisions_agree']:.1f}%, same localised frame for {100 * c['frame_same']:.1f}% of "
+              "fp32's detections")
+        ok = c["max_abs_dS"] <= TOLERANCE["max_abs_dS"] and c["decisions_agree"] >= TOLERANCE["decisions_agree"]
+        if not ok:
+            print(f"vpkl calibrate: warning: int8 departs from fp32 beyond the tolerance (|dS| <= "
+                  f"{TOLERANCE['max_abs_dS']}, >= {100 * TOLERANCE['decisions_agree']:.0f}% same decisions): were "
+                  "--audio and --images what the bundle will see?", file=sys.stderr)
     if a.manifest is not None:
         from vpkl.evaluation.evaluate import evaluate
-        from vpkl.evaluation.manifest import read_manifest
-        from vpkl.runtime.queries import enrol, folder_images
-        entries, groups = read_manifest(a.manifest), folder_images(a.queries)
+        from vpkl.runtime.queries import enrol
         f1 = {}
         for name, b in (("fp32", b32), ("int8", b8)):
             m = evaluate(b, entries, enrol(b, groups), b32.threshold)["overall"]
@@ -225,7 +238,7 @@ def cmd_calibrate(a) -> int:
         print(f"{a.manifest} ({len(entries)} utterances): " + "; ".join(
             f"{what} F1 fp32 {f1['fp32'][i]:.3f}, int8 {f1['int8'][i]:.3f} ({f1['int8'][i] - f1['fp32'][i]:+.3f})"
             for i, what in enumerate(("detection", "localisation"))))
-    return 0
+    return 0 if ok else 1
 
 
 def cmd_evaluate(a) -> int:
@@ -348,13 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="quantise an fp32 bundle to int8, calibrated on real utterances and images")
     c.add_argument("--bundle", required=True, help="an fp32 bundle folder (vpkl-export)")
     c.add_argument("--audio", required=True, metavar="DIR",
-                   help="utterances (.wav/.flac/.ogg); every fifth is held out to measure the cost")
+                   help="utterances (.wav/.flac/.ogg); every fifth is held out to measure the cost "
+                        "(exit 1 with a warning when it is beyond tolerance)")
     c.add_argument("--images", required=True, metavar="DIR", help="query images of the kind the bundle expects")
     c.add_argument("--out", required=True, help="int8 bundle folder to write")
     c.add_argument("--force", action="store_true", help="replace --out if it is a bundle folder")
     c.add_argument("--max-utterances", type=int, default=200, help="utterances used for calibration (default 200)")
     c.add_argument("--calibration-from", metavar="DIR", default=None,
-                   help="reuse the calibration_*.json ranges of an earlier int8 bundle instead of running the data")
+                   help="an int8 bundle calibrated earlier for this --bundle: reuse its ranges instead of running the data")
     c.add_argument("--manifest", default=None, help="held-out manifest: also print detection/localisation F1")
     c.add_argument("--queries", default=None, metavar="DIR", help="with --manifest: its query folder")
     c.set_defaults(func=cmd_calibrate)

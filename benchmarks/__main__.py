@@ -35,6 +35,9 @@ def main(argv=None) -> int:
     if a.threads < 1:
         print(f"vpkl benchmarks: error: --threads: expected a positive integer, got {a.threads}", file=sys.stderr)
         return 2
+    if os.path.exists(a.out) and not os.path.isdir(a.out):
+        print(f"vpkl benchmarks: error: --out {a.out}: exists and is not a folder", file=sys.stderr)
+        return 2
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = dict(QUICK if a.quick else FULL, threads=a.threads)
@@ -53,6 +56,9 @@ def main(argv=None) -> int:
                 r["rss_mb"] = suite.peak_rss_mb(preset, bundles, a.threads)
                 if preset == "digits" and os.path.isdir(os.path.join(a.data, "fsdd", "recordings")):
                     r["accuracy"] = suite.accuracy(bundles, a.data, work, a.threads)
+                elif preset == "digits":
+                    print(f"vpkl benchmarks: accuracy rows skipped: no spoken-digit data at {a.data} "
+                          "(give --data or set VPKL_DATA)", file=sys.stderr)
             res["presets"][preset] = r
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(res, f, indent=2)

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 
+TITLES = {"digits": "the shipped bundles; the torch column is the same architecture with random weights",
+          "paper": "the published sizes, random weights: speed and size only"}
+
+
 def _ratio(ref, x):
     return f"{ref / x:.1f}x" if ref and x else "-"
 
@@ -10,10 +14,12 @@ def markdown(res: dict) -> str:
     """Markdown tables for one run's results (the dict written to results.json)."""
     m = res["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), {m['threads']} threads, "
-             f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; medians of {res['config']['repeats']} runs after "
-             "a warm-up. `x`: how many times faster than the PyTorch reference in the same run.", ""]
+             f"torch {m['torch']}, onnxruntime {m['onnxruntime']}. Offline rows: medians of "
+             f"{res['config']['repeats']} runs after a warm-up; streaming rows: every chunk of one "
+             f"{res['config']['stream_s']:g} s pass after a 5 s warm-up. `x`: how many times faster than the "
+             "PyTorch reference in the same run.", ""]
     for preset, r in res["presets"].items():
-        lines += [f"### `{preset}` preset", ""]
+        lines += [f"**`{preset}` preset** ({TITLES.get(preset, '')})", ""]
         off = r["offline"]
         backs = list(off["enrol_ms"])
         lines += ["| | " + " | ".join(backs) + " |", "|---" * (len(backs) + 1) + "|"]
@@ -24,7 +30,7 @@ def markdown(res: dict) -> str:
         lines.append("| enrolment, ms per query | " + " | ".join(
             f"{e[b]:.2f}" + ("" if b == "torch" else f" ({_ratio(e['torch'], e[b])})") for b in backs) + " |")
         d = off["detect_ms"]
-        lines.append("| detect, 10 queries x 10 s, ms | " + " | ".join(
+        lines.append("| detect, 10 s against 10 enrolled queries, ms | " + " | ".join(
             f"{d[b]:.1f}" + ("" if b == "torch" else f" ({_ratio(d['torch'], d[b])})") for b in backs) + " |")
         if r.get("rss_mb"):
             lines.append("| peak RSS, MB | " + " | ".join(

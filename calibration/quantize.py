@@ -12,8 +12,10 @@
 The activation ranges are written into the new bundle as ``calibration_*.json`` (onnxruntime's
 calibration cache), so ``--calibration-from`` can requantise without running the data again.
 
-Every fifth utterance of the audio folder is held out of calibration; :func:`compare_bundles`
-measures on those what int8 costs against fp32 (scores, decisions, localised frames).
+Every fifth utterance and image is held out of calibration; :func:`compare_bundles` measures on
+those what int8 costs against fp32 (scores, decisions, localised frames), and ``vpkl calibrate``
+warns and exits 1 when the cost is beyond ``TOLERANCE`` (data of the wrong kind, say: held-out
+data of the same wrong kind cannot show it, so calibrate on what the bundle will see).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from vpkl.runtime.images import read_image
 from vpkl.runtime.queries import IMAGE_SUFFIXES
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+TOLERANCE = {"max_abs_dS": 0.05, "decisions_agree": 0.97}  # int8 against fp32 on held-out data
 STATIC_OPS = {"image.onnx": ["Conv", "MatMul", "Gemm"], "audio_causal.onnx": ["Conv", "MatMul", "Gemm"]}
 
 
@@ -106,23 +109,58 @@ def _quantize(src: str, dst: str, name: str, feeds: list[dict] | None, cache: st
             shutil.copy(pre, dst)
 
 
+def _reusable_tables(calibration_from: str, bundle: Bundle) -> dict:
+    """{graph: calibration table path} from an int8 bundle folder calibrated for ``bundle``'s graphs."""
+    where = f"--calibration-from {calibration_from}"
+    if not os.path.isdir(calibration_from):
+        raise VpklInputError(f"{where}: {'no such folder' if not os.path.exists(calibration_from) else 'not a folder'};"
+                             " expected an int8 bundle written by vpkl calibrate")
+    try:
+        with open(os.path.join(calibration_from, "config.json")) as f:
+            source = json.load(f)["quantization"]["source_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise VpklInputError(f"{where}: not an int8 bundle written by vpkl calibrate (its config.json does not say "
+                             "which fp32 bundle it was calibrated for)") from None
+    if source != bundle.config["sha256"]:
+        raise VpklInputError(f"{where}: was calibrated for another fp32 bundle (its graphs' SHA-256 differ from "
+                             f"{bundle.path}'s); its ranges would be wrong here")
+    tables = {}
+    for g in STATIC_OPS:
+        c = os.path.join(calibration_from, f"calibration_{g[:-5]}.json")
+        try:
+            with open(c) as f:
+                ok = isinstance(json.load(f), dict)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            raise VpklInputError(f"{c}: missing or not a calibration table (JSON) written by vpkl calibrate")
+        tables[g] = c
+    return tables
+
+
 def calibrate_bundle(bundle_dir: str, audio_dir: str, images_dir: str, out_dir: str, force: bool = False,
                      max_utterances: int = 200, calibration_from: str | None = None) -> dict:
     """Write an int8 copy of an fp32 bundle, calibrated on real utterances and query images.
 
+    Every fifth file of each folder is held out of calibration (for :func:`compare_bundles`).
+
     Args:
         bundle_dir: an fp32 bundle (``vpkl-export`` without ``--fp16``).
-        audio_dir: a folder of utterances (.wav/.flac/.ogg), the first ``max_utterances`` used.
+        audio_dir: a folder of utterances (.wav/.flac/.ogg); of those not held out, the first
+            ``max_utterances`` (sorted by name) calibrate.
         images_dir: a folder of query images (.png/.jpg) of the kind the bundle expects.
-        out_dir: the int8 bundle to write (atomically: nothing is left half-written).
-        calibration_from: a folder holding ``calibration_*.json`` of an earlier run: their
-            ranges are used and the data is not run again (the folders are still checked).
+        out_dir: the int8 bundle to write. It is built in a temporary folder and moved into
+            place only when complete; with ``force`` an old bundle there is removed just before.
+        calibration_from: an int8 bundle written by this function for the same fp32 bundle: its
+            ``calibration_*.json`` ranges are used and the data is not run (the folders are still
+            checked, and held-out files still measure the cost).
     Returns:
-        {"graphs": {file: [fp32 bytes, int8 bytes]}, "utterances": n used, "images": n used,
-        "held_out": [audio files not used for calibration: every fifth of the folder]}.
+        {"graphs": {file: [fp32 bytes, int8 bytes]}, "utterances": n calibrating (0 when reused),
+        "images": n calibrating, "held_out_audio": [paths], "held_out_images": [paths]}.
     Raises:
         VpklInputError: a bundle that is not fp32 (already quantised or fp16), an empty or
-            unreadable folder or file, an existing ``out_dir`` without ``force``.
+            unreadable folder or file, an existing ``out_dir`` without ``force``, a
+            ``calibration_from`` that is not an int8 bundle calibrated for this one.
     """
     bundle = Bundle.load(bundle_dir)
     if bundle.precision != "fp32":
@@ -132,21 +170,19 @@ def calibrate_bundle(bundle_dir: str, audio_dir: str, images_dir: str, out_dir: 
         raise VpklInputError(f"--max-utterances: expected a positive integer, got {max_utterances}")
     check_out_dir(out_dir, [bundle_dir], force)
     every = _files(audio_dir, AUDIO_SUFFIXES, "audio files", "--audio")
-    held_out = every[4::5]
-    audio = [f for i, f in enumerate(every) if i % 5 != 4][:max_utterances] or every[:1]
-    images = _files(images_dir, IMAGE_SUFFIXES, "images", "--images")
-    caches = {}
-    if calibration_from is not None:
-        for g in STATIC_OPS:
-            c = os.path.join(calibration_from, f"calibration_{g[:-5]}.json")
-            if not os.path.isfile(c):
-                raise VpklInputError(f"--calibration-from {calibration_from}: no {os.path.basename(c)} in it "
-                                     "(a folder written by vpkl calibrate)")
-            caches[g] = c
-    feeds = calibration_feeds(bundle, audio, images)
+    pictures = _files(images_dir, IMAGE_SUFFIXES, "images", "--images")
+    held_audio, held_images = every[4::5], pictures[4::5]
+    audio = [f for i, f in enumerate(every) if i % 5 != 4][:max_utterances]
+    images = [f for i, f in enumerate(pictures) if i % 5 != 4]
+    tables = _reusable_tables(calibration_from, bundle) if calibration_from is not None else {}
+    feeds = {} if tables else calibration_feeds(bundle, audio, images)
+    for f in held_images:
+        read_image(f, bundle.image)  # a bad held-out image is named now, not after writing
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".vpkl-calibrate-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         sizes = {}
         for g in BUNDLE_FILES[1:]:
@@ -155,51 +191,64 @@ def calibrate_bundle(bundle_dir: str, audio_dir: str, images_dir: str, out_dir: 
                 shutil.copy(src, dst)
             else:
                 cache = os.path.join(tmp, f"calibration_{g[:-5]}.json") if g in STATIC_OPS else None
-                if g in caches:
-                    shutil.copy(caches[g], cache)
-                quantize_graph(src, dst, feeds.get(g), cache)
+                if g in tables:
+                    shutil.copy(tables[g], cache)
+                try:
+                    quantize_graph(src, dst, feeds.get(g), cache)
+                except (ValueError, KeyError) as e:  # a table that parses but does not fit
+                    raise VpklInputError(f"{tables.get(g, cache)}: does not fit {g} ({e})") from None
             sizes[g] = [os.path.getsize(src), os.path.getsize(dst)]
+        calibration = ({"reused_from": os.path.abspath(calibration_from)} if tables else
+                       {"utterances": len(audio), "images": len(images)})
         cfg = dict(bundle.config, precision="int8", sha256=graph_digests(tmp),
                    quantization={"image.onnx": "static QDQ (Conv, MatMul), int8 weights per channel",
                                  "audio_causal.onnx": "static QDQ (Conv, MatMul) + dynamic int8 LSTM",
                                  "audio_bidir.onnx": "dynamic int8 LSTM", "head.onnx": "float32",
-                                 "calibration": {"utterances": len(audio), "images": len(images)}})
+                                 "calibration": calibration, "source_sha256": bundle.config["sha256"]})
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)
         Bundle.load(tmp)  # loads and fits its config
+        for f in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, f), 0o666 & ~umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(out_dir, 0o777 & ~umask)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
     assert set(os.listdir(out_dir)) <= set(BUNDLE_FILES) | set(CALIBRATION_FILES)
-    return {"graphs": sizes, "utterances": len(audio), "images": len(images), "held_out": held_out}
+    return {"graphs": sizes, "utterances": 0 if tables else len(audio), "images": 0 if tables else len(images),
+            "held_out_audio": held_audio, "held_out_images": held_images}
 
 
 def compare_bundles(reference: Bundle, other: Bundle, audio: list[str], images: list[str]) -> dict:
     """What ``other`` (int8) costs against ``reference`` (fp32) on real inputs, no labels needed.
 
-    Each image is its own query; each utterance is scored by both bundles at the reference's
-    threshold. Returns {"utterances", "pairs", "max_abs_dS", "mean_abs_dS", "decisions_agree"
-    (share of pairs with the same S >= threshold decision), "frame_same" (share of pairs whose
-    argmax frame of aud_att is the same)}.
+    Args:
+        audio: utterance paths; images: query image paths (each image is its own query).
+    Returns:
+        {"utterances", "pairs" (utterance x image), "max_abs_dS", "mean_abs_dS",
+        "decisions_agree" (share of pairs with the same S >= threshold decision at the
+        reference's threshold), "frame_same" (share of the pairs the reference detects whose
+        argmax frame of aud_att the other gives too; NaN if it detects none)}.
+    Raises:
+        VpklInputError: an unreadable audio or image file.
     """
     from vpkl.runtime.detect import detect
     from vpkl.runtime.queries import enrol
     groups = {os.path.basename(f): [f] for f in images}
     qa, qb = enrol(reference, groups), enrol(other, groups)
-    ds, same_det, same_frame = [], 0, 0
+    ds, same_det, detected, same_frame = [], 0, 0, 0
     for f in audio:
         ra, rb = detect(reference, f, qa, name=f), detect(other, f, qb, reference.threshold, name=f)
         for x, y in zip(ra, rb):
             ds.append(abs(x.score - y.score))
             same_det += x.detected == y.detected
-            same_frame += x.frame == y.frame
+            detected += x.detected
+            same_frame += x.detected and x.frame == y.frame
     n = len(ds)
-    return {"utterances": len(audio), "pairs": n, "max_abs_dS": max(ds) if n else float("nan"),
-            "mean_abs_dS": float(np.mean(ds)) if n else float("nan"),
-            "decisions_agree": same_det / n if n else float("nan"), "frame_same": same_frame / n if n else float("nan")}
+    nan = float("nan")
+    return {"utterances": len(audio), "pairs": n, "max_abs_dS": max(ds) if n else nan,
+            "mean_abs_dS": float(np.mean(ds)) if n else nan, "decisions_agree": same_det / n if n else nan,
+            "frame_same": same_frame / detected if detected else nan}

@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--fp16", action="store_true",
-                   help="fp16 weights and compute in the image and audio graphs (inputs and outputs stay float32)")
+                   help="fp16 image and audio graphs (weights in fp16; inputs and outputs stay float32)")
     p.add_argument("--check-audio", nargs="+", default=None,
                    help="real utterances for the parity check (default: the shipped examples)")
     p.add_argument("--check-images", nargs="+", default=None,

@@ -18,15 +18,17 @@ def check_out_dir(out_dir: str, protected: list[str], force: bool) -> None:
     Raises:
         VpklInputError: naming ``out_dir`` and what it would lose.
     """
+    if os.path.islink(out_dir):
+        raise VpklInputError(f"{out_dir}: is a symbolic link; give the folder it points to, or another --out")
     if not os.path.exists(out_dir):
         return
     if not os.path.isdir(out_dir):
         raise VpklInputError(f"{out_dir}: exists and is not a folder; choose another --out")
     if not force:
         raise VpklInputError(f"{out_dir}: already exists; pass --force to replace it")
-    here = os.path.abspath(out_dir)
-    mine = {os.path.abspath(p) for p in protected} | {os.path.dirname(os.path.abspath(p)) for p in protected}
-    if here == os.getcwd() or here in mine:
+    here = os.path.realpath(out_dir)
+    mine = {os.path.realpath(p) for p in protected} | {os.path.dirname(os.path.realpath(p)) for p in protected}
+    if here == os.path.realpath(os.getcwd()) or here in mine:
         raise VpklInputError(f"{out_dir}: is the current folder or holds or is an input "
                              f"({', '.join(protected)}); choose another --out")
     others = sorted(set(os.listdir(out_dir)) - set(BUNDLE_FILES) - set(OLD_BUNDLE_FILES) - set(CALIBRATION_FILES))

@@ -52,7 +52,7 @@ class Bundle:
         front_end: :class:`FrontEndConfig`; image: :class:`ImageConfig`;
         frame_rate: audio embeddings per second (50 for the shipped presets);
         threshold: default detection threshold on S; keywords: keyword names it was trained on;
-        precision: "fp32" or "fp16" (weights and compute of the image and audio graphs);
+        precision: "fp32", "fp16" or "int8" (the image and audio graphs; the head is always fp32);
         causal_dim: H, the size of the causal frames between the two audio graphs;
         state_shape: (layers, 1, hidden) of each of the causal graph's h and c states.
     """

@@ -40,7 +40,7 @@ def int8(shipped_bundle, audio_dir, tmp_path_factory):
 
 def test_int8_bundle_against_fp32(shipped_bundle, int8, example_wavs):
     out, r = int8
-    assert "calibrated on 10 utterances and 30 images" in r.stdout and "same decision" in r.stdout
+    assert "calibrated on 10 utterances and 24 images" in r.stdout and "same decision" in r.stdout
     assert r.stderr == ""
     cfg = json.load(open(os.path.join(out, "config.json")))
     assert cfg["precision"] == "int8"
@@ -72,6 +72,9 @@ def test_calibration_table_is_reused(shipped_bundle, int8, tmp_path):
     r = run_cli("calibrate", "--bundle", shipped_bundle, "--audio", str(other), "--images", QUERIES, "--out", again,
                 "--calibration-from", out)
     assert r.returncode == 0, r.stderr
+    assert f"ranges reused from {out}" in r.stdout and "none was held out" in r.stderr
+    assert json.load(open(os.path.join(again, "config.json")))["quantization"]["calibration"] == {
+        "reused_from": os.path.abspath(out)}
     for g in ("image.onnx", "audio_causal.onnx", "audio_bidir.onnx"):
         assert open(os.path.join(out, g), "rb").read() == open(os.path.join(again, g), "rb").read(), g
 
@@ -113,4 +116,32 @@ def test_calibrate_bad_input(shipped_bundle, int8, audio_dir, tmp_path):
            "is an input")
     _check(cal(shipped_bundle, "--audio", audio_dir, "--images", QUERIES, "--out", str(tmp_path / "o"),
                "--manifest", "m.jsonl"), "--manifest and --queries")
+    _check(cal(shipped_bundle, "--audio", audio_dir, "--images", QUERIES, "--out", str(tmp_path / "o"),
+               "--manifest", "nosuch.jsonl", "--queries", QUERIES), "nosuch.jsonl")
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+    # through a symbolic link: the link itself, or a linked parent that leads back to the input
+    os.symlink(out, tmp_path / "link")
+    _check(cal(shipped_bundle, "--audio", audio_dir, "--images", QUERIES, "--out", str(tmp_path / "link"),
+               "--force"), "symbolic link")
+    os.symlink(os.path.dirname(shipped_bundle), tmp_path / "assets_alias")
+    _check(cal(shipped_bundle, "--audio", audio_dir, "--images", QUERIES, "--out",
+               str(tmp_path / "assets_alias" / "digits"), "--force"), "is an input")
+
+
+def test_calibration_tables_must_fit(shipped_bundle, random_bundle, int8, audio_dir, tmp_path):
+    """--calibration-from: a missing folder, another bundle's tables, a damaged table: one line each."""
+    out, _ = int8
+    cal = lambda src: run_cli("calibrate", "--bundle", shipped_bundle, "--audio", audio_dir, "--images", QUERIES,
+                              "--out", str(tmp_path / "o"), "--calibration-from", src)
+    _check(cal(str(tmp_path / "nosuch")), "no such folder")
+    other = str(tmp_path / "other8")
+    assert run_cli("calibrate", "--bundle", random_bundle[0], "--audio", audio_dir, "--images", QUERIES,
+                   "--out", other).returncode in (0, 1)
+    _check(cal(other), "calibrated for another fp32 bundle")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    (damaged / "calibration_image.json").write_text("garbage")
+    _check(cal(str(damaged)), "calibration_image.json", "not a calibration table")
+    (damaged / "calibration_image.json").write_text("{}")
+    _check(cal(str(damaged)), "calibration_image.json", "does not fit")
     assert not (tmp_path / "o").exists()
