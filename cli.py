@@ -219,10 +219,11 @@ def cmd_calibrate(a) -> int:
         ok = True
     else:
         c = compare_bundles(b32, b8, audio, images)
+        frames = ("fp32 detected nothing there" if c["frame_same"] != c["frame_same"] else
+                  f"same localised frame for {100 * c['frame_same']:.1f}% of fp32's detections")
         print(f"held out (every fifth file): {c['utterances']} utterances x {len(images)} images, int8 against fp32: "
               f"|dS| max {c['max_abs_dS']:.4f}, mean {c['mean_abs_dS']:.4f}; same decision "
-              f"{100 * c['decisions_agree']:.1f}%, same localised frame for {100 * c['frame_same']:.1f}% of "
-              "fp32's detections")
+              f"{100 * c['decisions_agree']:.1f}%, {frames}")
         ok = c["max_abs_dS"] <= TOLERANCE["max_abs_dS"] and c["decisions_agree"] >= TOLERANCE["decisions_agree"]
         if not ok:
             print(f"vpkl calibrate: warning: int8 departs from fp32 beyond the tolerance (|dS| <= "
@@ -238,6 +239,10 @@ def cmd_calibrate(a) -> int:
         print(f"{a.manifest} ({len(entries)} utterances): " + "; ".join(
             f"{what} F1 fp32 {f1['fp32'][i]:.3f}, int8 {f1['int8'][i]:.3f} ({f1['int8'][i] - f1['fp32'][i]:+.3f})"
             for i, what in enumerate(("detection", "localisation"))))
+        if any(f1["fp32"][i] - f1["int8"][i] > TOLERANCE["f1_drop"] for i in (0, 1)):
+            ok = False
+            print(f"vpkl calibrate: warning: int8 loses more than {TOLERANCE['f1_drop']} F1 on {a.manifest}: were "
+                  "--audio and --images what the bundle will see?", file=sys.stderr)
     return 0 if ok else 1
 
 

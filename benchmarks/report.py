@@ -14,8 +14,10 @@ def markdown(res: dict) -> str:
     """Markdown tables for one run's results (the dict written to results.json)."""
     m = res["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), {m['threads']} threads, "
-             f"torch {m['torch']}, onnxruntime {m['onnxruntime']}. Offline rows: medians of "
-             f"{res['config']['repeats']} runs after a warm-up; streaming rows: every chunk of one "
+             f"torch {m['torch']}, onnxruntime {m['onnxruntime']}. Offline rows: "
+             + (f"medians of {res['config']['repeats']} runs" if res["config"]["repeats"] > 1 else
+                "one run each (--quick: it checks the code runs; do not compare these)")
+             + " after a warm-up; streaming rows: every chunk of one "
              f"{res['config']['stream_s']:g} s pass after a 5 s warm-up. `x`: how many times faster than the "
              "PyTorch reference in the same run.", ""]
     for preset, r in res["presets"].items():

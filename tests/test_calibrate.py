@@ -143,5 +143,5 @@ def test_calibration_tables_must_fit(shipped_bundle, random_bundle, int8, audio_
     (damaged / "calibration_image.json").write_text("garbage")
     _check(cal(str(damaged)), "calibration_image.json", "not a calibration table")
     (damaged / "calibration_image.json").write_text("{}")
-    _check(cal(str(damaged)), "calibration_image.json", "does not fit")
+    _check(cal(str(damaged)), "calibration_image.json", "not a calibration table for image.onnx (it lacks")
     assert not (tmp_path / "o").exists()
