@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from vpkl.export.folders import check_out_dir
+from vpkl.export.folders import building, check_out_dir
 from vpkl.runtime.audio import read_audio
 from vpkl.runtime.bundle import BUNDLE_FILES, CALIBRATION_FILES, Bundle, graph_digests
 from vpkl.runtime.detect import require_one_frame
@@ -181,12 +181,7 @@ def calibrate_bundle(bundle_dir: str, audio_dir: str, images_dir: str, out_dir: 
     feeds = {} if tables else calibration_feeds(bundle, audio, images)
     for f in held_images:
         read_image(f, bundle.image)  # a bad held-out image is named now, not after writing
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".vpkl-calibrate-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
+    with building(out_dir, ".vpkl-calibrate-") as tmp:
         sizes = {}
         for g in BUNDLE_FILES[1:]:
             src, dst = os.path.join(bundle_dir, g), os.path.join(tmp, g)
@@ -212,15 +207,6 @@ def calibrate_bundle(bundle_dir: str, audio_dir: str, images_dir: str, out_dir: 
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)
         Bundle.load(tmp)  # loads and fits its config
-        for f in os.listdir(tmp):
-            os.chmod(os.path.join(tmp, f), 0o666 & ~umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
     assert set(os.listdir(out_dir)) <= set(BUNDLE_FILES) | set(CALIBRATION_FILES)
     return {"graphs": sizes, "utterances": 0 if tables else len(audio), "images": 0 if tables else len(images),
             "held_out_audio": held_audio, "held_out_images": held_images}

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 
 from vpkl.runtime.bundle import BUNDLE_FILES, CALIBRATION_FILES, OLD_BUNDLE_FILES
 from vpkl.runtime.errors import VpklInputError
@@ -35,3 +38,30 @@ def check_out_dir(out_dir: str, protected: list[str], force: bool) -> None:
     if others:
         raise VpklInputError(f"{out_dir}: is not a bundle (it holds {', '.join(others[:3])}); "
                              "--force only replaces a bundle folder")
+
+
+@contextmanager
+def building(out_dir: str, prefix: str):
+    """Build a bundle in a temporary folder next to ``out_dir`` (yielded), then move it into place.
+
+    When the block ends without an error, the files get the permissions of a normally made
+    folder (mkdtemp's are private) and the folder replaces ``out_dir`` (an old bundle there is
+    removed just before: check it with :func:`check_out_dir` first). The temporary folder is
+    removed in every case, so a failed build leaves nothing half-written.
+    """
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        for f in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, f), 0o666 & ~umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)

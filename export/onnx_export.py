@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import warnings
 
 import numpy as np
@@ -34,7 +32,7 @@ from vpkl.model.vpkl_model import VPKLModel, load_checkpoint
 from vpkl.runtime.bundle import BUNDLE_FILES, FORMAT, FORMAT_VERSION, graph_digests
 from vpkl.runtime.errors import VpklInputError
 
-from .folders import check_out_dir
+from .folders import building, check_out_dir
 
 OPSET = 17
 PARITY_TOL = 1e-4
@@ -158,10 +156,7 @@ def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_pa
         model, ckpt = load_checkpoint(ckpt_path)
     except Exception as e:  # torch.load raises many kinds for a non-checkpoint file
         raise VpklInputError(f"{ckpt_path}: not a vpkl checkpoint ({e.__class__.__name__})") from None
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".vpkl-export-", dir=parent)
-    try:
+    with building(out_dir, ".vpkl-export-") as tmp:
         export_graphs(model, tmp)
         if fp16:
             from .precision import FP16_GRAPHS, PARITY_TOL_FP16, convert_to_fp16
@@ -170,14 +165,5 @@ def export_bundle(ckpt_path: str, out_dir: str, audio_paths: list[str], image_pa
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(bundle_config(model, ckpt, tmp, "fp16" if fp16 else "fp32"), f, indent=2)
         diffs = check_parity(model, tmp, audio_paths, image_paths, PARITY_TOL_FP16 if fp16 else PARITY_TOL)
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(out_dir, 0o777 & ~umask)  # mkdtemp made it private
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
     assert sorted(BUNDLE_FILES) == sorted(os.listdir(out_dir))
     return diffs

@@ -48,20 +48,16 @@ def fp16_bundle(src: str, out: str, force: bool = False) -> None:
     import json
     import os
     import shutil
-    import tempfile
 
     from vpkl.runtime.bundle import BUNDLE_FILES, Bundle, graph_digests
     from vpkl.runtime.errors import VpklInputError
 
-    from .folders import check_out_dir
+    from .folders import building, check_out_dir
     bundle = Bundle.load(src)
     if bundle.precision != "fp32":
         raise VpklInputError(f"{src}: is already an {bundle.precision} bundle; convert the fp32 bundle")
     check_out_dir(out, [src], force)
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".vpkl-fp16-", dir=parent)
-    try:
+    with building(out, ".vpkl-fp16-") as tmp:
         for g in BUNDLE_FILES[1:]:
             shutil.copy(os.path.join(src, g), os.path.join(tmp, g))
             if g in FP16_GRAPHS:
@@ -69,14 +65,3 @@ def fp16_bundle(src: str, out: str, force: bool = False) -> None:
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(dict(bundle.config, precision="fp16", sha256=graph_digests(tmp)), f, indent=2)
         Bundle.load(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        for f in os.listdir(tmp):
-            os.chmod(os.path.join(tmp, f), 0o666 & ~umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
