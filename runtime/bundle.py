@@ -14,6 +14,7 @@ import onnxruntime as ort
 from .errors import VpklInputError
 from .features import FrontEndConfig
 from .images import ImageConfig
+from .scorer import make_scorer
 
 FORMAT = "vpkl-bundle"
 FORMAT_VERSION = 3  # 2: config.json holds the SHA-256 of each graph; 3: the audio branch split for streaming
@@ -54,10 +55,12 @@ class Bundle:
         threshold: default detection threshold on S; keywords: keyword names it was trained on;
         precision: "fp32", "fp16" or "int8" (the image and audio graphs; the head is always fp32);
         causal_dim: H, the size of the causal frames between the two audio graphs;
-        state_shape: (layers, 1, hidden) of each of the causal graph's h and c states.
+        state_shape: (layers, 1, hidden) of each of the causal graph's h and c states;
+        scorer: the scoring head that runs (:mod:`vpkl.runtime.scorer`; ``scorer.name`` says which).
     """
 
-    def __init__(self, path: str, config: dict, threads: int = 0):
+    def __init__(self, path: str, config: dict, threads: int = 0, scorer: str | None = None,
+                 head_precision: str = "fp32"):
         self.path = path
         self.config = config
         self.preset = config["preset"]
@@ -72,6 +75,7 @@ class Bundle:
         self._causal = _session(os.path.join(path, "audio_causal.onnx"), threads)
         self._bidir = _session(os.path.join(path, "audio_bidir.onnx"), threads)
         self._head = _session(os.path.join(path, "head.onnx"), threads)
+        self.scorer = make_scorer(self._head, scorer, head_precision, threads)
 
     @property
     def state_shape(self) -> tuple:
@@ -84,11 +88,14 @@ class Bundle:
         return self._bidir.get_inputs()[0].shape[2]
 
     @classmethod
-    def load(cls, path: str, threads: int = 0) -> "Bundle":
+    def load(cls, path: str, threads: int = 0, scorer: str | None = None, head_precision: str = "fp32") -> "Bundle":
         """Open a bundle folder.
 
         Args:
-            threads: onnxruntime intra-op threads (0: onnxruntime's default).
+            threads: onnxruntime intra-op threads and native head threads (0: all cores).
+            scorer: "auto" (the native head if built, else head.onnx), "native" or "onnx";
+                None: the ``VPKL_SCORER`` environment variable, else "auto".
+            head_precision: the native head's "fp32", "bf16" or "int8" (:mod:`vpkl.runtime.scorer`).
         Raises:
             VpklInputError: not a folder, a file missing, unreadable config, another format
                 version, a graph that onnxruntime cannot load, a graph that does not fit the
@@ -120,7 +127,7 @@ class Bundle:
         if absent:
             raise VpklInputError(f"{cfg_path}: missing keys {', '.join(absent)}")
         try:
-            bundle = cls(path, config, threads)
+            bundle = cls(path, config, threads, scorer, head_precision)
         except VpklInputError:
             raise  # a graph onnxruntime cannot load: the message names the graph
         except (TypeError, ValueError, KeyError) as e:
@@ -213,15 +220,13 @@ class Bundle:
         return self._bidir.run(None, {"causal": np.ascontiguousarray(causal[None], np.float32)})[0][0]
 
     def score(self, query: np.ndarray, audio: np.ndarray, n_valid: int | None = None):
-        """Localising attention for Q queries against one utterance.
+        """Localising attention for Q queries against one utterance, with :attr:`scorer`.
 
         Args:
             query: (Q, M, D) float32; audio: (N, D) float32; n_valid: valid frames (default N).
         Returns:
             S (Q,) in [0, 1]; aud_att (Q, N), 0 past n_valid; im_att (Q, M). All float32.
+        Raises:
+            VpklInputError: shapes that do not fit, NaN or Inf (native scorer).
         """
-        n = audio.shape[0] if n_valid is None else int(n_valid)
-        s, a, i = self._head.run(None, {"query": np.ascontiguousarray(query, np.float32),
-                                        "audio": np.ascontiguousarray(audio, np.float32),
-                                        "n_valid": np.array([n], np.int64)})
-        return s, a, i
+        return self.scorer.score(query, audio, n_valid)

@@ -21,11 +21,20 @@ _KEYWORD = re.compile(r"^([A-Za-z][A-Za-z0-9'-]*)_.+$")
 
 @dataclass
 class QuerySet:
-    """Enrolled queries: ``embeddings[k]`` (M, D) float32 is the query for ``keywords[k]``."""
+    """Enrolled queries: ``embeddings[k]`` (M, D) float32 is the query for ``keywords[k]``.
+
+    ``embeddings`` is kept as a read-only float32 view: the native scorer lays the queries
+    out once per QuerySet and relies on them not changing (make a new QuerySet instead).
+    """
 
     keywords: list
     embeddings: np.ndarray                       # (K, M, D) float32
     sources: dict = field(default_factory=dict)  # keyword -> list of image names
+
+    def __post_init__(self):
+        view = np.asarray(self.embeddings, dtype=np.float32).view()
+        view.flags.writeable = False
+        self.embeddings = view
 
     def __len__(self) -> int:
         return len(self.keywords)

@@ -47,9 +47,19 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _load(bundle_path: str):
+def _load(bundle_path: str, a=None):
     from vpkl.runtime.bundle import Bundle
-    return Bundle.load(bundle_path)
+    return Bundle.load(bundle_path, scorer=getattr(a, "scorer", None),
+                       head_precision=getattr(a, "head_precision", "fp32"))
+
+
+def _add_scorer_args(p) -> None:
+    from vpkl.runtime.scorer import PRECISIONS, SCORERS
+    p.add_argument("--scorer", choices=SCORERS, default=None,
+                   help="scoring head: the fused native kernel or the bundle's head.onnx (default: $VPKL_SCORER, "
+                        "else auto = native when built); `vpkl info` shows which runs")
+    p.add_argument("--head-precision", choices=PRECISIONS, default="fp32",
+                   help="native head precision (default fp32; bf16/int8: faster with many queries)")
 
 
 def _threshold(a, bundle) -> float:
@@ -73,7 +83,7 @@ def cmd_detect(a) -> int:
     from vpkl.runtime.queries import enrol, group_by_keyword
     if a.attention and not a.json:
         raise VpklInputError("--attention: only with --json (the table has no room for per-frame aud_att)")
-    bundle = _load(a.bundle)
+    bundle = _load(a.bundle, a)
     queries = enrol(bundle, group_by_keyword(a.query, strict=False))
     thr = _threshold(a, bundle)
     out = []
@@ -136,7 +146,7 @@ def cmd_stream(a) -> int:
         raise VpklInputError("queries: give --query IMAGE (repeatable) or --queries DIR, one of the two")
     if not 0 < a.chunk_ms <= 60000:
         raise VpklInputError(f"--chunk-ms: expected 0 < milliseconds <= 60000 (a minute), got {a.chunk_ms}")
-    bundle = _load(a.bundle)
+    bundle = _load(a.bundle, a)
     name, chunks = _stream_source(a, bundle.front_end.sample_rate, a.chunk_ms / 1000)
     queries = enrol(bundle, group_by_keyword(a.query, strict=False) if a.query else folder_images(a.queries))
     given = {"window_s": a.window_s, "hop_s": None if a.hop_ms is None else a.hop_ms / 1000,
@@ -250,7 +260,7 @@ def cmd_evaluate(a) -> int:
     from vpkl.evaluation.evaluate import evaluate
     from vpkl.evaluation.manifest import read_manifest
     from vpkl.runtime.queries import enrol, folder_images
-    bundle = _load(a.bundle)
+    bundle = _load(a.bundle, a)
     entries = read_manifest(a.manifest)
     queries = enrol(bundle, folder_images(a.queries))
     unqueried = sorted({w for e in entries for w, _, _ in e.words} - set(queries.keywords))
@@ -278,6 +288,29 @@ def cmd_evaluate(a) -> int:
 def cmd_demo(a) -> int:
     from vpkl.runtime.demo import run_demo
     return run_demo(json_out=a.json)
+
+
+def cmd_info(a) -> int:
+    import platform
+    import vpkl
+    from vpkl.runtime.scorer import PRECISIONS, native_module
+    mod, why = native_module()
+    print(f"vpkl {vpkl.__version__}  python {platform.python_version()}  {platform.machine()}")
+    if mod is None:
+        print(f"native head: not available: {why}")
+    else:
+        kernels = ", ".join(f"{p} {mod.cpu_kernel(p)}" for p in PRECISIONS)
+        print(f"native head: {mod.__file__}")
+        print(f"  CPU kernels: {kernels}")
+        print(f"  CUDA kernel: {'built' if mod.has_cuda() else 'not built'}")
+    if a.bundle:
+        b = _load(a.bundle, a)
+        print(f"bundle {a.bundle}: preset {b.preset}, {b.precision} graphs, scorer {b.scorer.name}")
+    else:
+        from vpkl.runtime.scorer import make_scorer
+        print(f"scorer: {make_scorer(None, a.scorer, a.head_precision).name} "
+              "(--scorer/--head-precision or $VPKL_SCORER choose)")
+    return 0
 
 
 def cmd_make_dataset(a) -> int:
@@ -322,12 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threshold", type=float, default=None, help="detection threshold on S (default: the bundle's)")
     d.add_argument("--json", action="store_true", help="JSON output")
     d.add_argument("--attention", action="store_true", help="with --json: include per-frame aud_att")
+    _add_scorer_args(d)
     d.set_defaults(func=cmd_detect)
 
     s = sub.add_parser("stream", help="spot keywords live: a microphone, a file, or raw PCM on standard input",
                        description="Report each detection as soon as the stream allows: one line each (or --jsonl), "
                                    "then a summary on stderr. Ctrl-C stops cleanly.")
     s.add_argument("--bundle", required=True, help="model bundle folder (vpkl-export)")
+    _add_scorer_args(s)
     s.add_argument("--query", action="append", metavar="IMAGE",
                    help="query image, repeat for several; {keyword}_x.png files of one keyword are averaged "
                         "(give --query or --queries)")
@@ -357,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="detection and localisation metrics on a JSON-lines manifest")
     e.add_argument("--bundle", required=True)
+    _add_scorer_args(e)
     e.add_argument("--manifest", required=True)
     e.add_argument("--queries", required=True, help="folder of {keyword}_{anything}.png/jpg images")
     e.add_argument("--threshold", type=float, default=None)
@@ -393,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("demo", help="run the shipped digits model on the shipped examples")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("info", help="what this vpkl can run here: the scoring head (native or ONNX), its kernels")
+    i.add_argument("--bundle", default=None, help="also open this bundle and show what it would use")
+    _add_scorer_args(i)
+    i.set_defaults(func=cmd_info)
     return p
 
 

@@ -1,0 +1,649 @@
+// CPU fused localising-attention head (Nortje & Kamper, SLT 2022, Sec. 3.2): see vpkl/head.h
+// for the equations.
+//
+// The matchmap of all queries against the utterance is one product X A^T with X the Q*M query
+// pixel rows (Q x M x D) and A the n_valid frames (N x D). It is never stored whole:
+//
+//  1. A is packed once per call into NR-frame panels of k-units ([panel][D/KU][NR] words;
+//     bf16 pairs or int8 quads with a scale per frame for the reduced precisions).
+//  2. Queries are processed in groups of about 196 pixel rows (4 queries at M = 49), split
+//     across threads. For each block of NB frames and KCU k-units, the group's rows are packed
+//     (MR-row micro-panels) and the micro-kernel (ukernels.h) accumulates MR x NR tiles of the
+//     group's matchmap block (rows x NB, about 400 KB: it stays in L2) while the NR-frame
+//     panel of A (KCU x NR words, 32 KB) stays in L1.
+//  3. Each finished block is reduced at once: aud_raw[q, n] = max over the query's M rows
+//     (complete per frame), im_raw[q, m] = running max over the frames seen so far.
+//  4. Per query: min-max normalisation, the attention-weighted contexts from the original
+//     fp32 embeddings (also at reduced precision) and S = (1 + cos) / 2.
+//
+// Reduced precisions change only step 1-3 (the matchmap): bf16 rounds inputs to nearest even
+// and accumulates in fp32 (vdpbf16ps); int8 quantises each pixel row and each frame
+// symmetrically (scale = max |x| / 127), stores pixels offset by +128 as unsigned bytes and
+// corrects with 128 * (sum of the frame's int8 values) after the int32 accumulation (vpdpbusd).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "ukernels.h"
+#include "vpkl/head.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
+#define VPKL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VPKL_CLONES
+#endif
+
+namespace vpkl::cpu {
+namespace {
+
+constexpr int64_t KCU = 256;         // k-units per packed block
+constexpr int64_t NB = 512;          // frames per matchmap block (a multiple of every NR)
+constexpr int64_t ROWS_TARGET = 196; // pixel rows per query group
+constexpr int64_t MACS_PER_THREAD = int64_t(8) << 20;
+
+// ---- portable micro-kernels (any CPU; the compiler vectorises the inner loop) ----
+constexpr int PMR = 8, PNR = 16;
+
+inline float bf16_lo(uint32_t w) { uint32_t b = w << 16; float f; std::memcpy(&f, &b, 4); return f; }
+inline float bf16_hi(uint32_t w) { uint32_t b = w & 0xffff0000u; float f; std::memcpy(&f, &b, 4); return f; }
+
+template <Packing P>
+void portable_kernel(int64_t kcu, const uint32_t *xp, const uint32_t *bp, void *cv, int64_t ldc, int first) {
+  using Acc = std::conditional_t<P == Packing::int8, int32_t, float>;
+  Acc acc[PMR][PNR] = {};
+  for (int64_t k = 0; k < kcu; ++k) {
+    const uint32_t *b = bp + k * PNR;
+    for (int i = 0; i < PMR; ++i) {
+      const uint32_t a = xp[k * PMR + i];
+      for (int j = 0; j < PNR; ++j) {
+        if constexpr (P == Packing::fp32) {
+          float af, bf;
+          std::memcpy(&af, &a, 4);
+          std::memcpy(&bf, b + j, 4);
+          acc[i][j] += af * bf;
+        } else if constexpr (P == Packing::bf16) {
+          acc[i][j] += bf16_lo(a) * bf16_lo(b[j]) + bf16_hi(a) * bf16_hi(b[j]);
+        } else {
+          int32_t s = 0;
+          for (int t = 0; t < 4; ++t)
+            s += int32_t((a >> (8 * t)) & 0xff) * int32_t(int8_t((b[j] >> (8 * t)) & 0xff));
+          acc[i][j] += s;
+        }
+      }
+    }
+  }
+  Acc *c = static_cast<Acc *>(cv);
+  for (int i = 0; i < PMR; ++i)
+    for (int j = 0; j < PNR; ++j) c[i * ldc + j] = first ? acc[i][j] : c[i * ldc + j] + acc[i][j];
+}
+
+UKernel portable(Packing p) {
+  switch (p) {
+    case Packing::fp32: return {"portable", p, PMR, PNR, portable_kernel<Packing::fp32>};
+    case Packing::bf16: return {"portable-bf16", p, PMR, PNR, portable_kernel<Packing::bf16>};
+    default: return {"portable-int8", p, PMR, PNR, portable_kernel<Packing::int8>};
+  }
+}
+
+Packing packing_of(vpkl_precision p) {
+  return p == VPKL_BF16 ? Packing::bf16 : p == VPKL_INT8 ? Packing::int8 : Packing::fp32;
+}
+
+// The micro-kernel for a precision on this CPU. VPKL_CPU_ISA=avx512|avx2|portable caps the
+// instruction set (for tests and benchmarks of the fallbacks).
+UKernel select(vpkl_precision precision) {
+  const Packing p = packing_of(precision);
+  const char *cap = std::getenv("VPKL_CPU_ISA");
+  const bool allow512 = !cap || !*cap || !std::strcmp(cap, "avx512");
+  const bool allow2 = allow512 || !std::strcmp(cap, "avx2");
+#ifdef VPKL_X86_KERNELS
+  __builtin_cpu_init();
+  const bool f512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512vl");
+  if (allow512 && f512) {
+    if (p == Packing::fp32) return avx512_fp32();
+    if (p == Packing::bf16 && __builtin_cpu_supports("avx512bf16")) return avx512_bf16();
+    if (p == Packing::int8 && __builtin_cpu_supports("avx512vnni")) return avx512_int8();
+  }
+  if (allow2 && p == Packing::fp32 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return avx2_fp32();
+#else
+  (void)allow2;
+#endif
+  return portable(p);
+}
+
+inline int ku_of(Packing p) { return p == Packing::fp32 ? 1 : p == Packing::bf16 ? 2 : 4; }
+
+// ---- row conversion (vectorised; cloned for AVX-512 / AVX2 / baseline) ----
+VPKL_CLONES bool finite_row(const float *x, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, 4);
+    bad |= uint32_t((b & 0x7f800000u) == 0x7f800000u);
+  }
+  return !bad;
+}
+
+VPKL_CLONES float max_abs_row(const float *x, int64_t n) {  // finite inputs: |x| orders as its bits
+  uint32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, 4);
+    m = std::max(m, b & 0x7fffffffu);
+  }
+  float f;
+  std::memcpy(&f, &m, 4);
+  return f;
+}
+
+VPKL_CLONES float dot_row(const float *x, const float *y, int64_t n) {  // 16 partial sums: vectorises
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += x[i + j] * y[i + j];
+  float s = 0.f;
+  for (; i < n; ++i) s += x[i] * y[i];
+  for (int j = 0; j < 16; ++j) s += acc[j];
+  return s;
+}
+
+VPKL_CLONES void bf16_row(const float *x, int64_t n, uint16_t *out) {  // round to nearest even
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, 4);
+    out[i] = uint16_t((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+  }
+}
+
+// q = round-to-nearest-even(clamp(x * inv, -127, 127)) + offset, as bytes
+VPKL_CLONES void int8_row(const float *x, int64_t n, float inv, int32_t offset, uint8_t *out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float y = std::min(std::max(x[i] * inv, -127.f), 127.f) + 12582912.f;  // 1.5 * 2^23: rounds y
+    int32_t b;
+    std::memcpy(&b, &y, 4);
+    out[i] = uint8_t(b - 0x4B400000 + offset);
+  }
+}
+
+struct RowStats {
+  float scale = 1.f;   // int8: max |x| / 127
+  float norm2 = 0.f;   // sum of squares (reduced precisions)
+  float max_abs = 0.f; // max |x| (reduced precisions)
+};
+
+// One row of D floats (element stride s) -> ku k-unit words in buf, zero-padded (int8 pixels:
+// +128, i.e. zero too), and the row's statistics. false: the row has NaN or Inf.
+template <Packing P, bool Pixel>
+bool row_words(const float *row, int64_t s, int64_t D, int64_t ku, std::vector<float> &tmp, uint32_t *buf,
+               RowStats *st) {
+  const float *x = row;
+  if (s != 1) {
+    tmp.resize(size_t(D));
+    for (int64_t d = 0; d < D; ++d) tmp[d] = row[d * s];
+    x = tmp.data();
+  }
+  if (!finite_row(x, D)) return false;
+  if constexpr (P != Packing::fp32) st->norm2 = dot_row(x, x, D), st->max_abs = max_abs_row(x, D);
+  if constexpr (P == Packing::fp32) {
+    std::memcpy(buf, x, size_t(D) * 4);
+  } else if constexpr (P == Packing::bf16) {
+    buf[ku - 1] = 0u;
+    bf16_row(x, D, reinterpret_cast<uint16_t *>(buf));
+  } else {
+    const float m = st->max_abs;
+    st->scale = m > 0.f ? m / 127.f : 1.f;
+    buf[ku - 1] = Pixel ? 0x80808080u : 0u;
+    int8_row(x, D, m > 0.f ? 127.f / m : 1.f, Pixel ? 128 : 0, reinterpret_cast<uint8_t *>(buf));
+  }
+  return true;
+}
+
+// ---- enrolled queries ----
+struct Queries {
+  const float *query;
+  int64_t stride[3];
+  int64_t Q, M, D;
+  Packing packing;
+  UKernel uk;
+  int64_t ku, g, groups, tiles;  // k-units per row; queries per group; groups; MR-row tiles per group
+  std::unique_ptr<uint32_t[]> xp;  // [group][k block][tile][kcu][MR] words (not zeroed: first touch in pack_group)
+  std::vector<float> x_scale;    // int8: per pixel row (Q * M)
+  std::vector<float> x_norm2;    // reduced precisions: per pixel row, sum of squares
+  const float *row(int64_t r) const { return query + (r / M) * stride[0] + (r % M) * stride[1]; }
+  const uint32_t *block(int64_t group, int64_t kb) const { return xp.get() + (group * ku + kb) * tiles * uk.mr; }
+};
+
+template <Packing P>
+bool pack_group(Queries &qs, int64_t gi) {
+  const int64_t M = qs.M, MR = qs.uk.mr;
+  const int64_t r0 = gi * qs.g * M, rows = std::min(qs.g, qs.Q - gi * qs.g) * M;
+  std::vector<float> tmp;
+  std::vector<uint32_t> buf(size_t(qs.ku));
+  for (int64_t i = 0; i < qs.tiles * MR; ++i) {
+    if (i < rows) {
+      RowStats st;
+      if (!row_words<P, true>(qs.row(r0 + i), qs.stride[2], qs.D, qs.ku, tmp, buf.data(), &st)) return false;
+      if constexpr (P == Packing::int8) qs.x_scale[size_t(r0 + i)] = st.scale;
+      if constexpr (P != Packing::fp32) qs.x_norm2[size_t(r0 + i)] = st.norm2;
+    } else {
+      std::fill(buf.begin(), buf.end(), P == Packing::int8 ? 0x80808080u : 0u);
+    }
+    const int64_t t = i / MR, lane = i % MR;
+    for (int64_t kb = 0; kb < qs.ku; kb += KCU) {
+      const int64_t kcu = std::min(KCU, qs.ku - kb);
+      uint32_t *out = qs.xp.get() + (qs.block(gi, kb) - qs.xp.get()) + t * kcu * MR + lane;
+      for (int64_t k = 0; k < kcu; ++k) out[k * MR] = buf[size_t(kb + k)];
+    }
+  }
+  return true;
+}
+
+// ---- one utterance ----
+struct Audio {
+  const vpkl_head_args *a;
+  int64_t nv, panels;
+  std::vector<uint32_t> ap;    // packed A: [panel][ku][NR]
+  std::vector<float> a_scale;  // int8: per-frame scale
+  std::vector<int32_t> a_sum;  // int8: per-frame sum of the int8 values
+  std::vector<float> a_norm2, a_max;  // reduced precisions: per-frame sum of squares, max |a|
+  std::vector<float> a_copy;   // A contiguous fp32 (only when its inner stride is not 1)
+  const float *arow0 = nullptr;
+  int64_t arow_stride = 0;
+  const float *arow(int64_t n) const { return arow0 + n * arow_stride; }
+};
+
+template <class F>
+void parallel_for(int64_t n, int threads, F &&f);
+
+template <Packing P>
+bool pack_audio_panel(Audio &au, const Queries &qs, int64_t p) {
+  const vpkl_head_args &a = *au.a;
+  const int64_t NR = qs.uk.nr;
+  uint32_t *out = au.ap.data() + p * qs.ku * NR;
+  std::vector<float> tmp;
+  std::vector<uint32_t> buf(size_t(qs.ku));
+  for (int64_t j = 0; j < NR; ++j) {
+    const int64_t n = p * NR + j;
+    if (n >= au.nv) {
+      for (int64_t k = 0; k < qs.ku; ++k) out[k * NR + j] = 0u;
+      continue;
+    }
+    RowStats st;
+    if (!row_words<P, false>(a.audio + n * a.audio_stride[0], a.audio_stride[1], qs.D, qs.ku, tmp, buf.data(), &st))
+      return false;
+    if constexpr (P != Packing::fp32) au.a_norm2[n] = st.norm2, au.a_max[n] = st.max_abs;
+    for (int64_t k = 0; k < qs.ku; ++k) out[k * NR + j] = buf[size_t(k)];
+    if constexpr (P == Packing::int8) {
+      const int8_t *b = reinterpret_cast<const int8_t *>(buf.data());
+      int32_t sum = 0;
+      for (int64_t d = 0; d < qs.D; ++d) sum += b[d];
+      au.a_scale[n] = st.scale, au.a_sum[n] = sum;
+    }
+  }
+  return true;
+}
+
+// f(item, worker) for item in [0, n), items handed out dynamically to min(threads, n) workers
+template <class F>
+void parallel_for(int64_t n, int threads, F &&f) {
+  const int workers = int(std::max<int64_t>(1, std::min<int64_t>(threads, n)));
+  std::atomic<int64_t> next{0};
+  auto work = [&](int w) {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) f(i, w);
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(size_t(workers - 1));
+  for (int w = 1; w < workers; ++w) pool.emplace_back(work, w);
+  work(0);
+  for (auto &t : pool) t.join();
+}
+
+// ---- vectorised helpers (cloned for AVX-512 / AVX2 / baseline) ----
+VPKL_CLONES void row_max(const float *row, int64_t n, float *col_max, float *out_max) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    col_max[i] = std::max(col_max[i], row[i]);
+    m = std::max(m, row[i]);
+  }
+  *out_max = std::max(*out_max, m);
+}
+
+VPKL_CLONES void dequant_row(const int32_t *acc, const float *a_scale, const int32_t *a_sum, float row_scale,
+                             int64_t n, float *out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = row_scale * a_scale[i] * float(acc[i] - 128 * a_sum[i]);
+}
+
+VPKL_CLONES void axpy(int64_t n, float w, const float *x, float *y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += w * x[i];
+}
+
+// min-max normalisation in place over x[0..n); max = min: 1 everywhere (model/head.py)
+void minmax(float *x, int64_t n) {
+  float lo = x[0], hi = x[0];
+  for (int64_t i = 1; i < n; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+  const float rng = hi - lo;
+  for (int64_t i = 0; i < n; ++i) x[i] = rng > 0.f ? (x[i] - lo) / rng : 1.f;
+}
+
+struct Scratch {
+  std::vector<float> c;        // matchmap block (fp32, bf16)
+  std::vector<int32_t> ci;     // matchmap block (int8)
+  std::vector<float> row;      // one dequantised row
+  std::vector<float> aud, im;  // group x nv, group x M
+  std::vector<float> ctx, ictx, qrow;
+  std::vector<float> sigma, rows;  // refine(): per-frame error model, the query's rows
+};
+
+// Reduced precisions: the frames that could be the localised frame (argmax of aud_att) are
+// scored again in fp32, so the localisation does not move where frames nearly tie. The
+// rounding error of one reduced-precision product x.a is modelled as a sum of independent
+// uniform errors, with standard deviation
+//   int8: sqrt(|x|^2 s_a^2 + |a|^2 s_x^2) / sqrt(12)         (s: quantisation steps)
+//   bf16: |x| max|a| 2^-9 sqrt(2/3)                          (relative rounding <= 2^-9 each)
+// (upper bounds over the query's pixels). lower = max_n (aud_raw[n] - K sd[n]) bounds the true
+// best value from below; frame n is a candidate when aud_raw[n] + K sd[n] >= lower.
+constexpr float K_SIGMA = 6.f;
+
+template <Packing P>
+void refine(const Audio &au, const Queries &qs, int64_t r0, int64_t g, Scratch &s) {
+  const int64_t M = qs.M, D = qs.D, nv = au.nv, qs2 = qs.stride[2];
+  s.sigma.resize(size_t(nv));
+  s.rows.resize(size_t(M * D));
+  for (int64_t q = 0; q < g; ++q) {
+    float x2 = 0.f, sx = 0.f;
+    for (int64_t m = 0; m < M; ++m) {
+      x2 = std::max(x2, qs.x_norm2[size_t(r0 + q * M + m)]);
+      if constexpr (P == Packing::int8) sx = std::max(sx, qs.x_scale[size_t(r0 + q * M + m)]);
+    }
+    float *lp = s.aud.data() + q * nv, lower = -std::numeric_limits<float>::infinity();
+    for (int64_t n = 0; n < nv; ++n) {
+      float sd;
+      if constexpr (P == Packing::int8)
+        sd = std::sqrt((x2 * au.a_scale[n] * au.a_scale[n] + au.a_norm2[n] * sx * sx) / 12.f);
+      else
+        sd = std::sqrt(x2) * au.a_max[n] * 0.0015947f;  // 2^-9 sqrt(2/3)
+      s.sigma[n] = sd;
+      lower = std::max(lower, lp[n] - K_SIGMA * sd);
+    }
+    bool gathered = false;
+    for (int64_t n = 0; n < nv; ++n) {
+      if (lp[n] + K_SIGMA * s.sigma[n] < lower) continue;  // cannot be the best frame
+      if (!gathered) {  // the query's pixel rows, contiguous
+        for (int64_t m = 0; m < M; ++m) {
+          const float *row = qs.row(r0 + q * M + m);
+          for (int64_t d = 0; d < D; ++d) s.rows[m * D + d] = row[d * qs2];
+        }
+        gathered = true;
+      }
+      float best = -std::numeric_limits<float>::infinity();
+      for (int64_t m = 0; m < M; ++m) best = std::max(best, dot_row(s.rows.data() + m * D, au.arow(n), D));
+      lp[n] = best;
+    }
+  }
+}
+
+template <Packing P>
+void run_group(const Audio &au, const Queries &qs, int64_t gi, Scratch &s) {
+  const vpkl_head_args &a = *au.a;
+  const int64_t M = qs.M, D = qs.D, MR = qs.uk.mr, NR = qs.uk.nr, nv = au.nv, tiles = qs.tiles;
+  const int64_t q0 = gi * qs.g, g = std::min(qs.g, qs.Q - q0), rows = g * M, r0 = q0 * M;
+  const int64_t ldc_max = std::min(NB, (nv + NR - 1) / NR * NR);
+  if constexpr (P == Packing::int8) {
+    s.ci.resize(size_t(tiles * MR * ldc_max));
+    s.row.resize(size_t(ldc_max));
+  } else {
+    s.c.resize(size_t(tiles * MR * ldc_max));
+  }
+  s.aud.assign(size_t(g * nv), -std::numeric_limits<float>::infinity());
+  s.im.assign(size_t(rows), -std::numeric_limits<float>::infinity());
+
+  for (int64_t n0 = 0; n0 < nv; n0 += NB) {
+    const int64_t nbw = std::min(NB, nv - n0), p0 = n0 / NR, np = (nbw + NR - 1) / NR, ldc = np * NR;
+    char *c = P == Packing::int8 ? reinterpret_cast<char *>(s.ci.data()) : reinterpret_cast<char *>(s.c.data());
+    for (int64_t kb = 0; kb < qs.ku; kb += KCU) {
+      const int64_t kcu = std::min(KCU, qs.ku - kb);
+      const uint32_t *xp = qs.block(gi, kb);
+      for (int64_t p = 0; p < np; ++p) {
+        const uint32_t *bp = au.ap.data() + ((p0 + p) * qs.ku + kb) * NR;
+        for (int64_t t = 0; t < tiles && t * MR < rows; ++t)
+          qs.uk.fn(kcu, xp + t * kcu * MR, bp, c + size_t(t * MR * ldc + p * NR) * 4, ldc, kb == 0);
+      }
+    }
+    // reduce the block: max over pixels per frame, running max over frames per pixel
+    for (int64_t r = 0; r < rows; ++r) {
+      const float *v;
+      if constexpr (P == Packing::int8) {
+        dequant_row(s.ci.data() + r * ldc, au.a_scale.data() + n0, au.a_sum.data() + n0, qs.x_scale[r0 + r], nbw,
+                    s.row.data());
+        v = s.row.data();
+      } else {
+        v = s.c.data() + r * ldc;
+      }
+      row_max(v, nbw, s.aud.data() + (r / M) * nv + n0, s.im.data() + r);
+    }
+  }
+
+  if constexpr (P != Packing::fp32) refine<P>(au, qs, r0, g, s);
+
+  // attention, contexts (fp32 embeddings) and score per query
+  s.ctx.assign(size_t(g * D), 0.f);
+  for (int64_t q = 0; q < g; ++q) {
+    minmax(s.aud.data() + q * nv, nv);
+    minmax(s.im.data() + q * M, M);
+  }
+  for (int64_t n = 0; n < nv; ++n) {
+    const float *arow = au.arow(n);
+    for (int64_t q = 0; q < g; ++q) axpy(D, s.aud[q * nv + n], arow, s.ctx.data() + q * D);
+  }
+  s.ictx.resize(size_t(D));
+  s.qrow.resize(size_t(D));
+  const int64_t qs2 = qs.stride[2];
+  for (int64_t q = 0; q < g; ++q) {
+    std::fill(s.ictx.begin(), s.ictx.end(), 0.f);
+    for (int64_t m = 0; m < M; ++m) {
+      const float *row = qs.row(r0 + q * M + m);
+      if (qs2 != 1) {
+        for (int64_t d = 0; d < D; ++d) s.qrow[d] = row[d * qs2];
+        row = s.qrow.data();
+      }
+      axpy(D, s.im[q * M + m], row, s.ictx.data());
+    }
+    const float *ac = s.ctx.data() + q * D;
+    double dot = 0, na = 0, ni = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double x = double(ac[d]) / double(nv), y = double(s.ictx[d]) / double(M);
+      dot += x * y, na += x * x, ni += y * y;
+    }
+    const double cosv = dot / (std::max(std::sqrt(na), 1e-8) * std::max(std::sqrt(ni), 1e-8));
+    const int64_t qq = q0 + q;
+    a.score[qq * a.score_stride] = float((1.0 + cosv) / 2.0);
+    for (int64_t n = 0; n < a.N; ++n)
+      a.aud_att[qq * a.aud_att_stride[0] + n * a.aud_att_stride[1]] = n < nv ? s.aud[q * nv + n] : 0.f;
+    for (int64_t m = 0; m < M; ++m) a.im_att[qq * a.im_att_stride[0] + m * a.im_att_stride[1]] = s.im[q * M + m];
+  }
+}
+
+int fail(char *err, size_t len, int code, const char *fmt, ...) {
+  if (err && len) {
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+int resolve_threads(int threads) {
+  return threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+template <Packing P>
+int prepare(Queries &qs, int threads, char *err, size_t err_len) {
+  threads = resolve_threads(threads);
+  qs.ku = (qs.D + ku_of(P) - 1) / ku_of(P);
+  qs.g = std::clamp<int64_t>(ROWS_TARGET / qs.M, 1, qs.Q);
+  qs.g = std::min(qs.g, (qs.Q + threads - 1) / threads);  // every thread gets a group
+  qs.groups = (qs.Q + qs.g - 1) / qs.g;
+  qs.tiles = (qs.g * qs.M + qs.uk.mr - 1) / qs.uk.mr;
+  try {
+    qs.xp.reset(new uint32_t[size_t(qs.groups * qs.tiles * qs.uk.mr * qs.ku)]);
+    if (P == Packing::int8) qs.x_scale.resize(size_t(qs.Q * qs.M));
+    if (P != Packing::fp32) qs.x_norm2.resize(size_t(qs.Q * qs.M));
+  } catch (const std::bad_alloc &) {
+    return fail(err, err_len, VPKL_ERR_MEMORY, "out of memory enrolling %lld queries", (long long)qs.Q);
+  }
+  std::atomic<bool> finite{true};
+  parallel_for(qs.groups, threads, [&](int64_t gi, int) {
+    if (!pack_group<P>(qs, gi)) finite = false;
+  });
+  if (!finite) return fail(err, err_len, VPKL_ERR_ARGUMENT, "query: contains NaN or Inf");
+  return VPKL_OK;
+}
+
+template <Packing P>
+int score(const Queries &qs, const vpkl_head_args &a, int threads, char *err, size_t err_len) {
+  threads = resolve_threads(threads);
+  Audio au;
+  au.a = &a;
+  au.nv = a.n_valid;
+  au.panels = (au.nv + qs.uk.nr - 1) / qs.uk.nr;
+  const int64_t macs = qs.Q * qs.M * au.nv * qs.D;
+  threads = int(std::max<int64_t>(1, std::min<int64_t>(threads, 1 + macs / MACS_PER_THREAD)));
+  try {
+    au.ap.resize(size_t(au.panels * qs.ku * qs.uk.nr));
+    if (P == Packing::int8) au.a_scale.resize(size_t(au.nv)), au.a_sum.resize(size_t(au.nv));
+    if (P != Packing::fp32) au.a_norm2.resize(size_t(au.nv)), au.a_max.resize(size_t(au.nv));
+    if (a.audio_stride[1] == 1) {
+      au.arow0 = a.audio, au.arow_stride = a.audio_stride[0];
+    } else {
+      au.a_copy.resize(size_t(au.nv * qs.D));
+      for (int64_t n = 0; n < au.nv; ++n)
+        for (int64_t d = 0; d < qs.D; ++d) au.a_copy[n * qs.D + d] = a.audio[n * a.audio_stride[0] + d * a.audio_stride[1]];
+      au.arow0 = au.a_copy.data(), au.arow_stride = qs.D;
+    }
+  } catch (const std::bad_alloc &) {
+    return fail(err, err_len, VPKL_ERR_MEMORY, "out of memory packing the audio (%lld frames x %lld)",
+                (long long)au.nv, (long long)qs.D);
+  }
+  std::atomic<bool> finite{true};
+  parallel_for(au.panels, threads, [&](int64_t p, int) {
+    if (!pack_audio_panel<P>(au, qs, p)) finite = false;
+  });
+  if (!finite) return fail(err, err_len, VPKL_ERR_ARGUMENT, "audio: contains NaN or Inf");
+
+  std::atomic<bool> oom{false};
+  std::vector<Scratch> scratch(static_cast<size_t>(threads));  // one per worker
+  parallel_for(qs.groups, threads, [&](int64_t gi, int w) {
+    if (oom.load()) return;
+    try {
+      run_group<P>(au, qs, gi, scratch[size_t(w)]);
+    } catch (const std::bad_alloc &) {
+      oom = true;
+    }
+  });
+  if (oom) return fail(err, err_len, VPKL_ERR_MEMORY, "out of memory scoring %lld queries", (long long)qs.Q);
+  return VPKL_OK;
+}
+
+int check_sizes(int64_t Q, int64_t M, int64_t D, char *err, size_t err_len) {
+  if (Q < 1 || M < 1 || D < 1)
+    return fail(err, err_len, VPKL_ERR_ARGUMENT, "query: shape (%lld, %lld, %lld), expected Q, M, D >= 1",
+                (long long)Q, (long long)M, (long long)D);
+  return VPKL_OK;
+}
+
+int check_audio(const vpkl_head_args &a, int64_t D, char *err, size_t err_len) {
+  if (a.N < 1 || a.D != D)
+    return fail(err, err_len, VPKL_ERR_ARGUMENT, "audio: shape (%lld, %lld), expected N >= 1 frames of D = %lld",
+                (long long)a.N, (long long)a.D, (long long)D);
+  if (a.n_valid < 1 || a.n_valid > a.N)
+    return fail(err, err_len, VPKL_ERR_ARGUMENT, "n_valid: %lld, expected 1 to N = %lld", (long long)a.n_valid,
+                (long long)a.N);
+  if (!a.audio || !a.score || !a.aud_att || !a.im_att)
+    return fail(err, err_len, VPKL_ERR_ARGUMENT, "a NULL audio or output pointer");
+  return VPKL_OK;
+}
+
+}  // namespace
+}  // namespace vpkl::cpu
+
+struct vpkl_head_queries {
+  vpkl::cpu::Queries q;
+};
+
+extern "C" int vpkl_head_cpu_prepare(const float *query, const int64_t query_stride[3], int64_t Q, int64_t M,
+                                     int64_t D, vpkl_precision precision, int threads, vpkl_head_queries **out,
+                                     char *err, size_t err_len) {
+  using namespace vpkl::cpu;
+  if (!out) return fail(err, err_len, VPKL_ERR_ARGUMENT, "out: NULL");
+  *out = nullptr;
+  if (int rc = check_sizes(Q, M, D, err, err_len)) return rc;
+  if (!query || !query_stride) return fail(err, err_len, VPKL_ERR_ARGUMENT, "query: NULL");
+  if (precision != VPKL_FP32 && precision != VPKL_BF16 && precision != VPKL_INT8)
+    return fail(err, err_len, VPKL_ERR_UNSUPPORTED, "precision %d: expected VPKL_FP32, VPKL_BF16 or VPKL_INT8",
+                int(precision));
+  auto *h = new (std::nothrow) vpkl_head_queries;
+  if (!h) return fail(err, err_len, VPKL_ERR_MEMORY, "out of memory");
+  Queries &qs = h->q;
+  qs.query = query;
+  for (int i = 0; i < 3; ++i) qs.stride[i] = query_stride[i];
+  qs.Q = Q, qs.M = M, qs.D = D;
+  qs.uk = select(precision);
+  qs.packing = qs.uk.packing;
+  int rc;
+  switch (qs.packing) {
+    case Packing::fp32: rc = prepare<Packing::fp32>(qs, threads, err, err_len); break;
+    case Packing::bf16: rc = prepare<Packing::bf16>(qs, threads, err, err_len); break;
+    default: rc = prepare<Packing::int8>(qs, threads, err, err_len); break;
+  }
+  if (rc != VPKL_OK) {
+    delete h;
+    return rc;
+  }
+  *out = h;
+  return VPKL_OK;
+}
+
+extern "C" int vpkl_head_cpu_score(const vpkl_head_queries *h, const vpkl_head_args *args, int threads, char *err,
+                                   size_t err_len) {
+  using namespace vpkl::cpu;
+  if (!h || !args) return fail(err, err_len, VPKL_ERR_ARGUMENT, "queries or args: NULL");
+  const Queries &qs = h->q;
+  if (int rc = check_audio(*args, qs.D, err, err_len)) return rc;
+  switch (qs.packing) {
+    case Packing::fp32: return score<Packing::fp32>(qs, *args, threads, err, err_len);
+    case Packing::bf16: return score<Packing::bf16>(qs, *args, threads, err, err_len);
+    default: return score<Packing::int8>(qs, *args, threads, err, err_len);
+  }
+}
+
+extern "C" void vpkl_head_cpu_release(vpkl_head_queries *h) { delete h; }
+
+extern "C" int vpkl_head_cpu(const vpkl_head_args *args, vpkl_precision precision, int threads, char *err,
+                             size_t err_len) {
+  using namespace vpkl::cpu;
+  if (!args) return fail(err, err_len, VPKL_ERR_ARGUMENT, "args: NULL");
+  if (int rc = check_sizes(args->Q, args->M, args->D, err, err_len)) return rc;
+  if (int rc = check_audio(*args, args->D, err, err_len)) return rc;
+  vpkl_head_queries *h = nullptr;
+  int rc = vpkl_head_cpu_prepare(args->query, args->query_stride, args->Q, args->M, args->D, precision, threads, &h,
+                                 err, err_len);
+  if (rc == VPKL_OK) rc = vpkl_head_cpu_score(h, args, threads, err, err_len);
+  vpkl_head_cpu_release(h);
+  return rc;
+}
+
+extern "C" const char *vpkl_head_cpu_kernel(vpkl_precision precision) {
+  return vpkl::cpu::select(precision).name;
+}
