@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 
-FULL = {"seconds": [1.0, 10.0, 30.0], "queries": [1, 10, 34, 100, 340], "chunks_ms": [20, 80, 160],
+FULL = {"seconds": [1.0, 10.0, 30.0], "queries": [1, 2, 5, 10, 34, 100, 200, 340], "chunks_ms": [20, 80, 160],
         "stream_s": 60.0, "repeats": 5}
 QUICK = {"seconds": [1.0, 3.0], "queries": [1, 10], "chunks_ms": [20, 160], "stream_s": 3.0, "repeats": 1}
 
@@ -42,7 +42,9 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     cfg = dict(QUICK if a.quick else FULL, threads=a.threads)
     presets = a.presets or (["digits"] if a.quick else ["digits", "paper"])
-    res = {"machine": suite.machine(a.threads), "config": cfg, "presets": {}}
+    from . import head
+    res = {"machine": suite.machine(a.threads), "config": cfg, "presets": {},
+           "gemm_gflops": head.gemm_peak(a.threads, cfg["repeats"])}
     os.makedirs(a.out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vpkl-bench-") as work, torch.no_grad():
         for preset in presets:

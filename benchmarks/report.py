@@ -44,11 +44,7 @@ def markdown(res: dict) -> str:
                 f"{a[b]['det_f1']:.3f} / {a[b]['loc_f1']:.3f}" for b in backs[1:]) + " |")
             lines.append("| max / mean abs(S - S_fp32) | - | " + " | ".join(
                 f"{a[b]['max_abs_dS']:.4f} / {a[b]['mean_abs_dS']:.4f}" for b in backs[1:]) + " |")
-        lines += ["", "| queries Q (10 s of audio) | " + " | ".join(
-            str(q) for q in off["head_ms"]) + " |", "|---" * (len(off["head_ms"]) + 1) + "|"]
-        for name in next(iter(off["head_ms"].values())):
-            lines.append(f"| head, {name}, ms | " + " | ".join(
-                f"{v[name]:.2f}" for v in off["head_ms"].values()) + " |")
+        lines += [""] + head_table(off["head"], res.get("gemm_gflops", {}))
         st = r["streaming"]
         lines += ["", "| streaming | " + " | ".join(st) + " |", "|---" * (len(st) + 1) + "|"]
         for ck in res["config"]["chunks_ms"]:
@@ -63,6 +59,37 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def head_table(h: dict, gemm: dict) -> list:
+    """Markdown lines: the scoring head against Q, ms and GFLOP/s, ratio against the paper-style
+    reference; native fp32 also as a share of the measured fp32 GEMM peak."""
+    from .head import gflops
+    qs = list(h["ms"])
+    m, d = h["shape"]["M"], h["shape"]["D"]
+    peak = gemm.get("peak")
+    out = ["Scoring head against Q queries, 10 s of audio (N = 500 frames)"
+           + (f", M = {m}, D = {d}" if m else "")
+           + (f"; fp32 GEMM peak of this CPU (PyTorch, same run): {peak:.0f} GFLOP/s" if peak else "")
+           + (". Native kernels: " + ", ".join(f"{p} {k}" for p, k in h["kernels"].items()) if h["kernels"] else "")
+           + ". Cells: ms, GFLOP/s (2 Q M N D / time), `x` faster than torch (paper-style).", "",
+           "| way \\ Q | " + " | ".join(str(q) for q in qs) + " |", "|---" * (len(qs) + 1) + "|"]
+    for name in h["ms"][qs[0]]:
+        cells = []
+        for q in qs:
+            ms = h["ms"][q][name]
+            cell = f"{ms:.2f}"
+            if m:
+                rate = gflops(int(q), m, d, ms)
+                cell += f", {rate:.0f}" + (f" ({100 * rate / peak:.0f}% of peak)" if peak and name == "native fp32" else "")
+            if name != "torch (paper-style)":
+                cell += f", {_ratio(h['ms'][q]['torch (paper-style)'], ms)}"
+            cells.append(cell)
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    if h.get("enrol_ms"):
+        out += ["", f"Native enrolment of {qs[-1]} queries (once per query set), ms: "
+                + ", ".join(f"{p} {v:.2f}" for p, v in h["enrol_ms"].items())]
+    return out
+
+
 def plot(res: dict, path: str) -> None:
     """PNG: scoring-head time against Q, one line per backend and preset (log-log)."""
     import matplotlib
@@ -70,7 +97,7 @@ def plot(res: dict, path: str) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for preset, r in res["presets"].items():
-        h = r["offline"]["head_ms"]
+        h = r["offline"]["head"]["ms"]
         qs = [int(q) for q in h]
         for name in next(iter(h.values())):
             ax.plot(qs, [v[name] for v in h.values()], marker="o", label=f"{preset}: {name}")

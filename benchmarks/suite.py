@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -18,19 +17,10 @@ import numpy as np
 
 from vpkl.runtime.demo import ASSETS
 
+from .timing import median_time
+
 EXAMPLES = os.path.join(ASSETS, "examples")
 BACKENDS = ("torch", "fp32", "fp16", "int8")
-
-
-def median_time(fn, repeats: int) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def speech(seconds: float) -> np.ndarray:
@@ -80,31 +70,24 @@ def bundle_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path) if f.endswith((".onnx", ".json")))
 
 
-def paper_style_head(query, audio):
-    """The reference head as the paper's code scores queries: one query at a time, the frame
-    embeddings repeated for it. query (Q, M, D), audio (N, D) torch tensors -> S (Q,)."""
-    import torch
-    from vpkl.model.head import localising_attention
-    n = torch.tensor([audio.shape[0]])
-    return torch.stack([localising_attention(q[None], audio[None].clone(), n)[0][0, 0] for q in query])
-
-
 def offline(preset: str, model, bundles: dict, cfg: dict) -> dict:
     """Offline timings, medians of ``cfg["repeats"]`` runs after a warm-up.
 
     Returns {"audio_rtf": {"<s> s": {backend: seconds of compute per second of audio (front end
-    excluded)}}, "enrol_ms": {backend: ms to embed one query image}, "head_ms": {Q: {way: ms to
-    score Q queries against 10 s (N = 500 frames)}}, "detect_ms": {backend: ms for one 10 s
-    utterance against 10 queries embedded beforehand: front end, audio branch, head}}.
+    excluded)}}, "enrol_ms": {backend: ms to embed one query image}, "head": the scoring head
+    against Q at this preset's M and D (:func:`vpkl.benchmarks.head.sweep`), "detect_ms":
+    {backend: ms for one 10 s utterance against 10 queries embedded beforehand: front end,
+    audio branch, head (the runtime's default scorer)}}.
     """
     import torch
-    from vpkl.model.head import localising_attention
     from vpkl.runtime.bundle import Bundle
+
+    from . import head
     from vpkl.runtime.features import features
     loaded = {p: Bundle.load(b, threads=cfg["threads"]) for p, b in bundles.items()}
     fe = loaded["fp32"].front_end
     img = loaded["fp32"].image
-    res = {"audio_rtf": {}, "enrol_ms": {}, "head_ms": {}, "detect_ms": {}}
+    res = {"audio_rtf": {}, "enrol_ms": {}, "head": {}, "detect_ms": {}}
     for sec in cfg["seconds"]:
         feats = features(speech(sec), fe)
         ft = torch.from_numpy(feats)[None]
@@ -116,17 +99,9 @@ def offline(preset: str, model, bundles: dict, cfg: dict) -> dict:
     res["enrol_ms"] = {"torch": 1000 * median_time(lambda: model.image(torch.from_numpy(one)), cfg["repeats"]),
                        **{p: 1000 * median_time(lambda: b.embed_images(one), cfg["repeats"]) for p, b in loaded.items()}}
     b = loaded["fp32"]
-    audio = b.embed_features(features(speech(10.0), fe))                # 10 s: N = 500 frames
-    m = b.embed_images(one).shape[1]
-    rng = np.random.default_rng(1)
-    for q in cfg["queries"]:
-        query = rng.standard_normal((q, m, audio.shape[1])).astype(np.float32)
-        qt, at = torch.from_numpy(query), torch.from_numpy(audio)
-        n = torch.tensor([audio.shape[0]])
-        res["head_ms"][q] = {
-            "torch (paper-style)": 1000 * median_time(lambda: paper_style_head(qt, at), cfg["repeats"]),
-            "torch (batched)": 1000 * median_time(lambda: localising_attention(qt, at[None], n), cfg["repeats"]),
-            "onnxruntime (every bundle)": 1000 * median_time(lambda: b.score(query, audio), cfg["repeats"])}
+    res["head"] = head.sweep(b.embed_images(one).shape[1], b.embed_dim, cfg["queries"],
+                             Bundle.load(bundles["fp32"], threads=cfg["threads"], scorer="onnx").scorer,
+                             cfg["threads"], cfg["repeats"])
     x10 = speech(10.0)
     imgs = np.repeat(one, 10, axis=0)
 
@@ -135,7 +110,7 @@ def offline(preset: str, model, bundles: dict, cfg: dict) -> dict:
     def torch_detect():
         with torch.no_grad():
             f = model.front_end(torch.from_numpy(x10)[None])[0]
-            return paper_style_head(q_torch, model.audio(f)[0])
+            return head.paper_style_head(q_torch, model.audio(f)[0])
 
     from vpkl.runtime.detect import detect
     from vpkl.runtime.queries import QuerySet
@@ -213,7 +188,7 @@ from vpkl.benchmarks.suite import peak_rss_kb, speech
 x = speech(10.0)
 if backend == "torch":
     import torch
-    from vpkl.benchmarks.suite import paper_style_head
+    from vpkl.benchmarks.head import paper_style_head
     from vpkl.model.vpkl_model import build_model
     torch.set_num_threads(threads)
     m = build_model(path).eval()

@@ -63,6 +63,10 @@ class OnnxScorer:
     def score(self, query: np.ndarray, audio: np.ndarray, n_valid: int | None = None):
         """See :meth:`NativeScorer.score`."""
         query, audio, n = _check(query, audio, n_valid)
+        m, d = self._session.get_inputs()[0].shape[1:]  # fixed by the bundle's model
+        if isinstance(m, int) and isinstance(d, int) and query.shape[1:] != (m, d):
+            raise VpklInputError(f"query: {query.shape[1]} pixels of {query.shape[2]} values, this bundle's head "
+                                 f"expects M = {m}, D = {d}")
         return tuple(self._session.run(None, {"query": np.ascontiguousarray(query),
                                               "audio": np.ascontiguousarray(audio),
                                               "n_valid": np.array([n], np.int64)}))

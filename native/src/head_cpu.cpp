@@ -29,6 +29,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <vector>
@@ -94,6 +95,9 @@ UKernel portable(Packing p) {
   }
 }
 
+void portable_wsum(int64_t n, int g, const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t D, float *out,
+                   int64_t ldo);
+
 Packing packing_of(vpkl_precision p) {
   return p == VPKL_BF16 ? Packing::bf16 : p == VPKL_INT8 ? Packing::int8 : Packing::fp32;
 }
@@ -120,6 +124,16 @@ UKernel select(vpkl_precision precision) {
   (void)allow2;
 #endif
   return portable(p);
+}
+
+WsumFn select_wsum() {
+  const char *cap = std::getenv("VPKL_CPU_ISA");
+#ifdef VPKL_X86_KERNELS
+  if ((!cap || !*cap || !std::strcmp(cap, "avx512")) && __builtin_cpu_supports("avx512f")) return avx512_wsum;
+#else
+  (void)cap;
+#endif
+  return portable_wsum;
 }
 
 inline int ku_of(Packing p) { return p == Packing::fp32 ? 1 : p == Packing::bf16 ? 2 : 4; }
@@ -216,6 +230,7 @@ struct Queries {
   int64_t Q, M, D;
   Packing packing;
   UKernel uk;
+  WsumFn wsum;
   int64_t ku, g, groups, tiles;  // k-units per row; queries per group; groups; MR-row tiles per group
   std::unique_ptr<uint32_t[]> xp;  // [group][k block][tile][kcu][MR] words (not zeroed: first touch in pack_group)
   std::vector<float> x_scale;    // int8: per pixel row (Q * M)
@@ -319,13 +334,29 @@ VPKL_CLONES void row_max(const float *row, int64_t n, float *col_max, float *out
   *out_max = std::max(*out_max, m);
 }
 
-VPKL_CLONES void dequant_row(const int32_t *acc, const float *a_scale, const int32_t *a_sum, float row_scale,
-                             int64_t n, float *out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = row_scale * a_scale[i] * float(acc[i] - 128 * a_sum[i]);
+// row_max of the dequantised int8 row: value = row_scale a_scale (acc - 128 a_sum)
+VPKL_CLONES void row_max_int8(const int32_t *acc, const float *a_scale, const int32_t *a_sum, float row_scale,
+                              int64_t n, float *col_max, float *out_max) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = row_scale * a_scale[i] * float(acc[i] - 128 * a_sum[i]);
+    col_max[i] = std::max(col_max[i], v);
+    m = std::max(m, v);
+  }
+  *out_max = std::max(*out_max, m);
 }
 
 VPKL_CLONES void axpy(int64_t n, float w, const float *x, float *y) {
   for (int64_t i = 0; i < n; ++i) y[i] += w * x[i];
+}
+
+void portable_wsum(int64_t n, int g, const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t D, float *out,
+                   int64_t ldo) {
+  for (int q = 0; q < g; ++q) {
+    float *o = out + q * ldo;
+    std::fill(o, o + D, 0.f);
+    for (int64_t i = 0; i < n; ++i) axpy(D, w[q * ldw + i], x + i * ldx, o);
+  }
 }
 
 // min-max normalisation in place over x[0..n); max = min: 1 everywhere (model/head.py)
@@ -339,9 +370,8 @@ void minmax(float *x, int64_t n) {
 struct Scratch {
   std::vector<float> c;        // matchmap block (fp32, bf16)
   std::vector<int32_t> ci;     // matchmap block (int8)
-  std::vector<float> row;      // one dequantised row
   std::vector<float> aud, im;  // group x nv, group x M
-  std::vector<float> ctx, ictx, qrow;
+  std::vector<float> qrow;
   std::vector<float> sigma, rows;  // refine(): per-frame error model, the query's rows
 };
 
@@ -359,7 +389,7 @@ template <Packing P>
 void refine(const Audio &au, const Queries &qs, int64_t r0, int64_t g, Scratch &s) {
   const int64_t M = qs.M, D = qs.D, nv = au.nv, qs2 = qs.stride[2];
   s.sigma.resize(size_t(nv));
-  s.rows.resize(size_t(M * D));
+  if (qs2 != 1) s.rows.resize(size_t(M * D));
   for (int64_t q = 0; q < g; ++q) {
     float x2 = 0.f, sx = 0.f;
     for (int64_t m = 0; m < M; ++m) {
@@ -379,29 +409,42 @@ void refine(const Audio &au, const Queries &qs, int64_t r0, int64_t g, Scratch &
     bool gathered = false;
     for (int64_t n = 0; n < nv; ++n) {
       if (lp[n] + K_SIGMA * s.sigma[n] < lower) continue;  // cannot be the best frame
-      if (!gathered) {  // the query's pixel rows, contiguous
+      if (!gathered && qs2 != 1) {  // the query's pixel rows, contiguous
         for (int64_t m = 0; m < M; ++m) {
           const float *row = qs.row(r0 + q * M + m);
           for (int64_t d = 0; d < D; ++d) s.rows[m * D + d] = row[d * qs2];
         }
-        gathered = true;
       }
+      gathered = true;
       float best = -std::numeric_limits<float>::infinity();
-      for (int64_t m = 0; m < M; ++m) best = std::max(best, dot_row(s.rows.data() + m * D, au.arow(n), D));
+      for (int64_t m = 0; m < M; ++m)
+        best = std::max(best, dot_row(qs2 == 1 ? qs.row(r0 + q * M + m) : s.rows.data() + m * D, au.arow(n), D));
       lp[n] = best;
     }
   }
 }
 
+// Per call, for all queries: normalised aud_att over the valid frames, the two contexts.
+struct Contexts {
+  std::vector<float> att, ictx, actx;  // Q x nv, Q x D, Q x D
+};
+
+// The buffers of one call, kept with the enrolled queries so that the next call reuses them
+// (no allocation or page faults per utterance).
+struct Workspace {
+  Audio au;
+  std::vector<Scratch> scratch;  // one per worker thread
+  Contexts ctx;
+};
+
 template <Packing P>
-void run_group(const Audio &au, const Queries &qs, int64_t gi, Scratch &s) {
+void run_group(const Audio &au, const Queries &qs, int64_t gi, Scratch &s, Contexts &out) {
   const vpkl_head_args &a = *au.a;
   const int64_t M = qs.M, D = qs.D, MR = qs.uk.mr, NR = qs.uk.nr, nv = au.nv, tiles = qs.tiles;
   const int64_t q0 = gi * qs.g, g = std::min(qs.g, qs.Q - q0), rows = g * M, r0 = q0 * M;
   const int64_t ldc_max = std::min(NB, (nv + NR - 1) / NR * NR);
   if constexpr (P == Packing::int8) {
     s.ci.resize(size_t(tiles * MR * ldc_max));
-    s.row.resize(size_t(ldc_max));
   } else {
     s.c.resize(size_t(tiles * MR * ldc_max));
   }
@@ -422,56 +465,60 @@ void run_group(const Audio &au, const Queries &qs, int64_t gi, Scratch &s) {
     }
     // reduce the block: max over pixels per frame, running max over frames per pixel
     for (int64_t r = 0; r < rows; ++r) {
-      const float *v;
-      if constexpr (P == Packing::int8) {
-        dequant_row(s.ci.data() + r * ldc, au.a_scale.data() + n0, au.a_sum.data() + n0, qs.x_scale[r0 + r], nbw,
-                    s.row.data());
-        v = s.row.data();
-      } else {
-        v = s.c.data() + r * ldc;
-      }
-      row_max(v, nbw, s.aud.data() + (r / M) * nv + n0, s.im.data() + r);
+      float *aud = s.aud.data() + (r / M) * nv + n0, *im = s.im.data() + r;
+      if constexpr (P == Packing::int8)
+        row_max_int8(s.ci.data() + r * ldc, au.a_scale.data() + n0, au.a_sum.data() + n0, qs.x_scale[r0 + r], nbw,
+                     aud, im);
+      else
+        row_max(s.c.data() + r * ldc, nbw, aud, im);
     }
   }
 
   if constexpr (P != Packing::fp32) refine<P>(au, qs, r0, g, s);
 
-  // attention, contexts (fp32 embeddings) and score per query
-  s.ctx.assign(size_t(g * D), 0.f);
+  // attention and the image context (fp32 embeddings); the audio contexts of all queries
+  // are one product afterwards (audio_contexts), the score after that (finish)
   for (int64_t q = 0; q < g; ++q) {
     minmax(s.aud.data() + q * nv, nv);
     minmax(s.im.data() + q * M, M);
   }
-  for (int64_t n = 0; n < nv; ++n) {
-    const float *arow = au.arow(n);
-    for (int64_t q = 0; q < g; ++q) axpy(D, s.aud[q * nv + n], arow, s.ctx.data() + q * D);
-  }
-  s.ictx.resize(size_t(D));
-  s.qrow.resize(size_t(D));
-  const int64_t qs2 = qs.stride[2];
+  std::copy(s.aud.begin(), s.aud.begin() + g * nv, out.att.begin() + q0 * nv);
+  const int64_t qs1 = qs.stride[1], qs2 = qs.stride[2];
   for (int64_t q = 0; q < g; ++q) {
-    std::fill(s.ictx.begin(), s.ictx.end(), 0.f);
-    for (int64_t m = 0; m < M; ++m) {
-      const float *row = qs.row(r0 + q * M + m);
-      if (qs2 != 1) {
-        for (int64_t d = 0; d < D; ++d) s.qrow[d] = row[d * qs2];
-        row = s.qrow.data();
-      }
-      axpy(D, s.im[q * M + m], row, s.ictx.data());
+    const float *rows = qs.row(r0 + q * M);
+    int64_t ld = qs1;
+    if (qs2 != 1) {  // the query's pixel rows, contiguous
+      s.qrow.resize(size_t(M * D));
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t d = 0; d < D; ++d) s.qrow[m * D + d] = qs.row(r0 + q * M + m)[d * qs2];
+      rows = s.qrow.data(), ld = D;
     }
-    const float *ac = s.ctx.data() + q * D;
-    double dot = 0, na = 0, ni = 0;
-    for (int64_t d = 0; d < D; ++d) {
-      const double x = double(ac[d]) / double(nv), y = double(s.ictx[d]) / double(M);
-      dot += x * y, na += x * x, ni += y * y;
-    }
-    const double cosv = dot / (std::max(std::sqrt(na), 1e-8) * std::max(std::sqrt(ni), 1e-8));
-    const int64_t qq = q0 + q;
-    a.score[qq * a.score_stride] = float((1.0 + cosv) / 2.0);
-    for (int64_t n = 0; n < a.N; ++n)
-      a.aud_att[qq * a.aud_att_stride[0] + n * a.aud_att_stride[1]] = n < nv ? s.aud[q * nv + n] : 0.f;
-    for (int64_t m = 0; m < M; ++m) a.im_att[qq * a.im_att_stride[0] + m * a.im_att_stride[1]] = s.im[q * M + m];
+    qs.wsum(M, 1, s.im.data() + q * M, M, rows, ld, D, out.ictx.data() + (q0 + q) * D, D);
+    for (int64_t m = 0; m < M; ++m) a.im_att[(q0 + q) * a.im_att_stride[0] + m * a.im_att_stride[1]] = s.im[q * M + m];
   }
+}
+
+// aud_ctx (unscaled) = aud_att A for all queries: columns of A in 64-value slices (one slice of
+// every frame stays in L2 while every query uses it), 4 queries at a time.
+void audio_contexts(const Audio &au, const Queries &qs, Contexts &out, int64_t slice) {
+  const int64_t d0 = slice * 64, w = std::min<int64_t>(64, qs.D - d0), nv = au.nv;
+  for (int64_t q = 0; q < qs.Q; q += 4)
+    qs.wsum(nv, int(std::min<int64_t>(4, qs.Q - q)), out.att.data() + q * nv, nv, au.arow0 + d0, au.arow_stride, w,
+            out.actx.data() + q * qs.D + d0, qs.D);
+}
+
+// S = (1 + cos(aud_ctx, im_ctx)) / 2 and aud_att for query q
+void finish(const Audio &au, const Queries &qs, const Contexts &c, int64_t q) {
+  const vpkl_head_args &a = *au.a;
+  const int64_t D = qs.D, nv = au.nv;
+  const float *ac = c.actx.data() + q * D, *ic = c.ictx.data() + q * D;
+  double dot = 0, na = 0, ni = 0;  // of the unscaled sums; the means divide by nv and M
+  for (int64_t d = 0; d < D; ++d) dot += double(ac[d]) * ic[d], na += double(ac[d]) * ac[d], ni += double(ic[d]) * ic[d];
+  const double sa = 1.0 / double(nv), si = 1.0 / double(qs.M);
+  const double cosv = dot * sa * si / (std::max(std::sqrt(na) * sa, 1e-8) * std::max(std::sqrt(ni) * si, 1e-8));
+  a.score[q * a.score_stride] = float((1.0 + cosv) / 2.0);
+  for (int64_t n = 0; n < a.N; ++n)
+    a.aud_att[q * a.aud_att_stride[0] + n * a.aud_att_stride[1]] = n < nv ? c.att[q * nv + n] : 0.f;
 }
 
 int fail(char *err, size_t len, int code, const char *fmt, ...) {
@@ -512,9 +559,9 @@ int prepare(Queries &qs, int threads, char *err, size_t err_len) {
 }
 
 template <Packing P>
-int score(const Queries &qs, const vpkl_head_args &a, int threads, char *err, size_t err_len) {
+int score(const Queries &qs, Workspace &ws, const vpkl_head_args &a, int threads, char *err, size_t err_len) {
   threads = resolve_threads(threads);
-  Audio au;
+  Audio &au = ws.au;
   au.a = &a;
   au.nv = a.n_valid;
   au.panels = (au.nv + qs.uk.nr - 1) / qs.uk.nr;
@@ -543,16 +590,25 @@ int score(const Queries &qs, const vpkl_head_args &a, int threads, char *err, si
   if (!finite) return fail(err, err_len, VPKL_ERR_ARGUMENT, "audio: contains NaN or Inf");
 
   std::atomic<bool> oom{false};
-  std::vector<Scratch> scratch(static_cast<size_t>(threads));  // one per worker
-  parallel_for(qs.groups, threads, [&](int64_t gi, int w) {
-    if (oom.load()) return;
-    try {
-      run_group<P>(au, qs, gi, scratch[size_t(w)]);
-    } catch (const std::bad_alloc &) {
-      oom = true;
-    }
-  });
+  Contexts &ctx = ws.ctx;
+  try {
+    if (ws.scratch.size() < size_t(threads)) ws.scratch.resize(size_t(threads));
+    ctx.att.resize(size_t(qs.Q * au.nv)), ctx.ictx.resize(size_t(qs.Q * qs.D)), ctx.actx.resize(size_t(qs.Q * qs.D));
+  } catch (const std::bad_alloc &) {
+    oom = true;
+  }
+  if (!oom)
+    parallel_for(qs.groups, threads, [&](int64_t gi, int w) {
+      if (oom.load()) return;
+      try {
+        run_group<P>(au, qs, gi, ws.scratch[size_t(w)], ctx);
+      } catch (const std::bad_alloc &) {
+        oom = true;
+      }
+    });
   if (oom) return fail(err, err_len, VPKL_ERR_MEMORY, "out of memory scoring %lld queries", (long long)qs.Q);
+  parallel_for((qs.D + 63) / 64, threads, [&](int64_t slice, int) { audio_contexts(au, qs, ctx, slice); });
+  parallel_for(qs.Q, threads, [&](int64_t q, int) { finish(au, qs, ctx, q); });
   return VPKL_OK;
 }
 
@@ -580,6 +636,8 @@ int check_audio(const vpkl_head_args &a, int64_t D, char *err, size_t err_len) {
 
 struct vpkl_head_queries {
   vpkl::cpu::Queries q;
+  std::mutex mu;  // guards ws; a concurrent call on the same queries uses its own buffers
+  vpkl::cpu::Workspace ws;
 };
 
 extern "C" int vpkl_head_cpu_prepare(const float *query, const int64_t query_stride[3], int64_t Q, int64_t M,
@@ -600,6 +658,7 @@ extern "C" int vpkl_head_cpu_prepare(const float *query, const int64_t query_str
   for (int i = 0; i < 3; ++i) qs.stride[i] = query_stride[i];
   qs.Q = Q, qs.M = M, qs.D = D;
   qs.uk = select(precision);
+  qs.wsum = select_wsum();
   qs.packing = qs.uk.packing;
   int rc;
   switch (qs.packing) {
@@ -621,10 +680,14 @@ extern "C" int vpkl_head_cpu_score(const vpkl_head_queries *h, const vpkl_head_a
   if (!h || !args) return fail(err, err_len, VPKL_ERR_ARGUMENT, "queries or args: NULL");
   const Queries &qs = h->q;
   if (int rc = check_audio(*args, qs.D, err, err_len)) return rc;
+  auto *mutable_h = const_cast<vpkl_head_queries *>(h);
+  std::unique_lock<std::mutex> lock(mutable_h->mu, std::try_to_lock);
+  Workspace own;
+  Workspace &ws = lock.owns_lock() ? mutable_h->ws : own;
   switch (qs.packing) {
-    case Packing::fp32: return score<Packing::fp32>(qs, *args, threads, err, err_len);
-    case Packing::bf16: return score<Packing::bf16>(qs, *args, threads, err, err_len);
-    default: return score<Packing::int8>(qs, *args, threads, err, err_len);
+    case Packing::fp32: return score<Packing::fp32>(qs, ws, *args, threads, err, err_len);
+    case Packing::bf16: return score<Packing::bf16>(qs, ws, *args, threads, err, err_len);
+    default: return score<Packing::int8>(qs, ws, *args, threads, err, err_len);
   }
 }
 

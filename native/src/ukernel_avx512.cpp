@@ -59,7 +59,45 @@ void int8_kernel(int64_t kcu, const uint32_t *xp, const uint32_t *bp, void *c, i
                          [](__m512i acc, __m512i a, __m512i b) { return _mm512_dpbusd_epi32(acc, a, b); });
 }
 
+// g queries x 64 values of D in 16 zmm accumulators; each row of x is loaded once for all g.
+template <int G>
+void wsum_g(int64_t n, const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t D, float *out, int64_t ldo) {
+  for (int64_t d0 = 0; d0 < D; d0 += 64) {
+    __mmask16 mask[4];
+    for (int j = 0; j < 4; ++j) {
+      const int64_t left = D - d0 - 16 * j;
+      mask[j] = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    }
+    __m512 acc[G][4];
+#pragma GCC unroll 4
+    for (int q = 0; q < G; ++q)
+      for (int j = 0; j < 4; ++j) acc[q][j] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; ++i) {
+      const float *xi = x + i * ldx + d0;
+      __m512 v[4];
+      for (int j = 0; j < 4; ++j) v[j] = _mm512_maskz_loadu_ps(mask[j], xi + 16 * j);
+#pragma GCC unroll 4
+      for (int q = 0; q < G; ++q) {
+        const __m512 b = _mm512_set1_ps(w[q * ldw + i]);
+        for (int j = 0; j < 4; ++j) acc[q][j] = _mm512_fmadd_ps(b, v[j], acc[q][j]);
+      }
+    }
+    for (int q = 0; q < G; ++q)
+      for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(out + q * ldo + d0 + 16 * j, mask[j], acc[q][j]);
+  }
+}
+
 }  // namespace
+
+void avx512_wsum(int64_t n, int g, const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t D, float *out,
+                 int64_t ldo) {
+  switch (g) {
+    case 1: return wsum_g<1>(n, w, ldw, x, ldx, D, out, ldo);
+    case 2: return wsum_g<2>(n, w, ldw, x, ldx, D, out, ldo);
+    case 3: return wsum_g<3>(n, w, ldw, x, ldx, D, out, ldo);
+    default: return wsum_g<4>(n, w, ldw, x, ldx, D, out, ldo);
+  }
+}
 
 UKernel avx512_fp32() { return {"avx512", Packing::fp32, MR, NR, fp32_kernel}; }
 UKernel avx512_bf16() { return {"avx512-bf16", Packing::bf16, MR, NR, bf16_kernel}; }

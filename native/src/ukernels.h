@@ -20,11 +20,18 @@ struct UKernel {
   UKernelFn fn;
 };
 
+// Weighted sums of rows, for the attention contexts: out[q][d] = sum_i w[q][i] x[i][d] for
+// q < g <= 4 (i < n, d < D; row strides ldw, ldx, ldo; out is overwritten).
+using WsumFn = void (*)(int64_t n, int g, const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t D,
+                        float *out, int64_t ldo);
+
 #ifdef VPKL_X86_KERNELS  // set by CMake when the x86 kernel files are compiled
 UKernel avx512_fp32();
 UKernel avx512_bf16();
 UKernel avx512_int8();
 UKernel avx2_fp32();
+void avx512_wsum(int64_t n, int g, const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t D, float *out,
+                 int64_t ldo);
 #endif
 
 }  // namespace vpkl::cpu
