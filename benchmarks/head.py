@@ -10,9 +10,13 @@ Sec. 3.2), :mod:`vpkl.model.head`.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .timing import median_time
+
+SETTLE_S = 0.3  # before each way: other libraries' worker threads stop spinning and free the cores
 
 N_FRAMES = 500  # 10 s at 50 frames per second
 
@@ -76,18 +80,22 @@ def sweep(m: int, d: int, queries: list, onnx, threads: int, repeats: int) -> di
         query = rng.standard_normal((q, m, d)).astype(np.float32)
         query.flags.writeable = False  # enrolled: laid out once by the native scorer
         qt, at, n = torch.from_numpy(np.array(query)), torch.from_numpy(audio), torch.tensor([N_FRAMES])
-        row = {"torch (paper-style)": median_time(lambda: paper_style_head(qt, at), repeats),
-               "torch (batched)": median_time(lambda: localising_attention(qt, at[None], n), repeats),
-               "numpy": median_time(lambda: numpy_head(query, audio), repeats),
-               "onnxruntime": median_time(lambda: onnx.score(query, audio), repeats)}
+        ways = {"torch (paper-style)": lambda: paper_style_head(qt, at),
+                "torch (batched)": lambda: localising_attention(qt, at[None], n),
+                "numpy": lambda: numpy_head(query, audio),
+                "onnxruntime": lambda: onnx.score(query, audio)}
         if native is not None:
             for p in ("fp32", "bf16", "int8"):
                 s = NativeScorer(native, p, threads)
                 if q == max(queries):
                     res["enrol_ms"][p] = 1000 * median_time(lambda: native.Queries(query, p, threads), 1)
                 res["kernels"][p] = s.kernel
-                row[f"native {p}"] = median_time(lambda: s.score(query, audio), repeats)
-        res["ms"][q] = {k: 1000 * v for k, v in row.items()}
+                ways[f"native {p}"] = lambda s=s: s.score(query, audio)
+        row = {}
+        for name, fn in ways.items():
+            time.sleep(SETTLE_S)
+            row[name] = 1000 * median_time(fn, repeats)
+        res["ms"][q] = row
     return res
 
 
