@@ -302,7 +302,8 @@ def cmd_info(a) -> int:
         kernels = ", ".join(f"{p} {mod.cpu_kernel(p)}" for p in PRECISIONS)
         print(f"native head: {mod.__file__}")
         print(f"  CPU kernels: {kernels}")
-        print(f"  CUDA kernel: {'built' if mod.has_cuda() else 'not built'}")
+        print("  CUDA kernel: " + ("built (reached through the C interface and vpkl._native.score(cuda=True); "
+                                   "detect, stream and evaluate score on the CPU)" if mod.has_cuda() else "not built"))
     if a.bundle:
         b = _load(a.bundle, a)
         print(f"bundle {a.bundle}: preset {b.preset}, {b.precision} graphs, scorer {b.scorer.name}")

@@ -23,8 +23,8 @@ _KEYWORD = re.compile(r"^([A-Za-z][A-Za-z0-9'-]*)_.+$")
 class QuerySet:
     """Enrolled queries: ``embeddings[k]`` (M, D) float32 is the query for ``keywords[k]``.
 
-    ``embeddings`` is kept as a read-only float32 view: the native scorer lays the queries
-    out once per QuerySet and relies on them not changing (make a new QuerySet instead).
+    ``embeddings`` is kept as a read-only float32 copy: the native scorer lays the queries out
+    once per QuerySet, so they must not change (make a new QuerySet instead).
     """
 
     keywords: list
@@ -32,9 +32,9 @@ class QuerySet:
     sources: dict = field(default_factory=dict)  # keyword -> list of image names
 
     def __post_init__(self):
-        view = np.asarray(self.embeddings, dtype=np.float32).view()
-        view.flags.writeable = False
-        self.embeddings = view
+        own = np.array(self.embeddings, dtype=np.float32)  # a copy: the caller's array may change
+        own.flags.writeable = False
+        self.embeddings = own
 
     def __len__(self) -> int:
         return len(self.keywords)

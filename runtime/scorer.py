@@ -31,11 +31,16 @@ def native_module():
     try:
         from vpkl import _native
     except ImportError as e:
-        return None, f"vpkl._native not importable ({e}); reinstall with a C++ compiler: pip install ."
+        return None, (f"vpkl._native not importable ({e}): vpkl was installed without it (no C++ compiler, or "
+                      "-Ccmake.define.VPKL_NATIVE=OFF); pip install . with a C++ compiler builds it")
     return _native, None
 
 
-def _check(query: np.ndarray, audio: np.ndarray, n_valid) -> tuple[np.ndarray, np.ndarray, int]:
+CPU_ISAS = ("", "avx512", "avx2", "portable")  # values of VPKL_CPU_ISA ("": the best this CPU has)
+
+
+def _check(query: np.ndarray, audio: np.ndarray, n_valid, expect=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validated float32 (query, audio, n_valid); ``expect``: the (M, D) a bundle's model gives."""
     if not isinstance(query, np.ndarray) or query.ndim != 3:
         raise VpklInputError(f"query: expected a (Q, M, D) float32 array, got {getattr(query, 'shape', type(query))}")
     if not isinstance(audio, np.ndarray) or audio.ndim != 2:
@@ -45,12 +50,23 @@ def _check(query: np.ndarray, audio: np.ndarray, n_valid) -> tuple[np.ndarray, n
             raise VpklInputError(f"{name}: expected float32 values, got {x.dtype}")
         if 0 in x.shape:
             raise VpklInputError(f"{name}: empty array of shape {x.shape}")
+    if expect is not None and query.shape[1:] != tuple(expect):
+        raise VpklInputError(f"query: {query.shape[1]} pixels of {query.shape[2]} values, this bundle's model gives "
+                             f"M = {expect[0]}, D = {expect[1]}")
     if query.shape[2] != audio.shape[1]:
         raise VpklInputError(f"audio: {audio.shape[1]} values per frame, the queries have D = {query.shape[2]}")
+    if n_valid is not None and (isinstance(n_valid, bool) or not isinstance(n_valid, (int, np.integer))):
+        raise VpklInputError(f"n_valid: {n_valid!r}, expected a whole number of frames")
     n = audio.shape[0] if n_valid is None else int(n_valid)
     if not 1 <= n <= audio.shape[0]:
         raise VpklInputError(f"n_valid: {n}, expected 1 to N = {audio.shape[0]} frames")
     return query.astype(np.float32, copy=False), audio.astype(np.float32, copy=False), n
+
+
+def _expected_dims(session):
+    """(M, D) fixed by a head.onnx session, or None when the graph leaves them open."""
+    dims = tuple(session.get_inputs()[0].shape[1:]) if session is not None else ()
+    return dims if len(dims) == 2 and all(isinstance(x, int) for x in dims) else None
 
 
 class OnnxScorer:
@@ -58,29 +74,39 @@ class OnnxScorer:
 
     def __init__(self, session):
         self._session = session
+        self._expect = _expected_dims(session)
         self.name = "onnx"
 
     def score(self, query: np.ndarray, audio: np.ndarray, n_valid: int | None = None):
         """See :meth:`NativeScorer.score`."""
-        query, audio, n = _check(query, audio, n_valid)
-        m, d = self._session.get_inputs()[0].shape[1:]  # fixed by the bundle's model
-        if isinstance(m, int) and isinstance(d, int) and query.shape[1:] != (m, d):
-            raise VpklInputError(f"query: {query.shape[1]} pixels of {query.shape[2]} values, this bundle's head "
-                                 f"expects M = {m}, D = {d}")
+        query, audio, n = _check(query, audio, n_valid, self._expect)
         return tuple(self._session.run(None, {"query": np.ascontiguousarray(query),
                                               "audio": np.ascontiguousarray(audio),
                                               "n_valid": np.array([n], np.int64)}))
 
 
 class NativeScorer:
-    """The fused CPU kernel. Queries in a read-only array (as :func:`vpkl.runtime.queries.enrol`
-    makes them) are converted and laid out once and reused while the same array comes back;
-    a writeable array is converted on every call (it could change between calls)."""
+    """The fused CPU kernel.
 
-    def __init__(self, module, precision: str = "fp32", threads: int = 0):
+    Queries in a read-only array that owns its memory (as a :class:`vpkl.runtime.queries.QuerySet`
+    holds them) are converted and laid out once and reused while the same array comes back;
+    any other array (writeable, or a read-only view of memory that may be written) is converted
+    on every call, since it could change between calls.
+    """
+
+    def __init__(self, module, precision: str = "fp32", threads: int = 0, expect=None):
+        """Args: module: ``vpkl._native``; precision: "fp32", "bf16" or "int8"; threads: 0 (all
+        cores) or how many; expect: the (M, D) queries must have, or None.
+        Raises: VpklInputError: an unknown precision, a bad thread count, or VPKL_CPU_ISA set to
+        something other than avx512, avx2 or portable."""
         if precision not in PRECISIONS:
             raise VpklInputError(f"precision: {precision!r}, expected one of {', '.join(PRECISIONS)}")
-        self._m, self.precision, self.threads = module, precision, int(threads)
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= 4096:
+            raise VpklInputError(f"threads: {threads!r}, expected 0 (every core) to 4096")
+        isa = os.environ.get("VPKL_CPU_ISA", "")
+        if isa not in CPU_ISAS:
+            raise VpklInputError(f"VPKL_CPU_ISA (environment): {isa!r}, expected avx512, avx2, portable or unset")
+        self._m, self.precision, self.threads, self._expect = module, precision, int(threads), expect
         self.kernel = module.cpu_kernel(precision)
         self.name = f"native {precision} ({self.kernel})"
         self._enrolled = None  # (query array, vpkl._native.Queries)
@@ -88,11 +114,8 @@ class NativeScorer:
     def _queries(self, query: np.ndarray):
         if self._enrolled is not None and self._enrolled[0] is query:
             return self._enrolled[1]
-        try:
-            handle = self._m.Queries(query, self.precision, self.threads)
-        except ValueError as e:
-            raise VpklInputError(str(e)) from None
-        if not query.flags.writeable:
+        handle = self._m.Queries(query, self.precision, self.threads)
+        if not query.flags.writeable and query.base is None:
             self._enrolled = (query, handle)
         return handle
 
@@ -106,13 +129,17 @@ class NativeScorer:
         Returns:
             S (Q,) in [0, 1]; aud_att (Q, N), 0 past n_valid; im_att (Q, M). All float32.
         Raises:
-            VpklInputError: wrong rank, dtype or size, NaN or Inf in either input.
+            VpklInputError: wrong rank, dtype or size, n_valid out of range, NaN or Inf in either
+                input, int8 with D > 65536, or too large to fit in memory.
         """
-        query, audio, n = _check(query, audio, n_valid)
+        query, audio, n = _check(query, audio, n_valid, self._expect)
         try:
             return self._queries(query).score(audio, n, self.threads)
         except ValueError as e:  # the kernel's argument errors (NaN or Inf) name the input
             raise VpklInputError(str(e)) from None
+        except (RuntimeError, MemoryError) as e:  # out of memory, an unsupported size
+            raise VpklInputError(f"native head, Q = {query.shape[0]}, M = {query.shape[1]}, N = {audio.shape[0]}, "
+                                 f"D = {query.shape[2]}: {e}") from None
 
 
 def make_scorer(session, scorer: str | None = None, precision: str = "fp32", threads: int = 0):
@@ -141,6 +168,6 @@ def make_scorer(session, scorer: str | None = None, precision: str = "fp32", thr
             raise VpklInputError(f"head precision {precision}: only the native scorer has it ({why})")
         log.info("vpkl scorer: onnx (%s)", why)
         return OnnxScorer(session)
-    s = NativeScorer(module, precision, threads)
+    s = NativeScorer(module, precision, threads, _expected_dims(session))
     log.info("vpkl scorer: %s", s.name)
     return s

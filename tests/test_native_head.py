@@ -182,12 +182,48 @@ def test_strided_and_float64_inputs():
     (lambda q, a: (q, np.where(np.arange(10)[:, None] == 3, np.nan, a).astype(np.float32), None), "audio: contains NaN"),
     (lambda q, a: (np.where(q > 1, np.inf, q).astype(np.float32), a, None), "query: contains NaN or Inf"),
     (lambda q, a: (q[:, :0], a, None), "query: empty"),
+    (lambda q, a: (q, a, 2.7), "n_valid: 2.7, expected a whole number"),
+    (lambda q, a: (q, a, "3"), "n_valid: '3'"),
+    (lambda q, a: (q, a, float("nan")), "n_valid: nan"),
 ])
 def test_bad_input_names_the_input(bad, what):
     rng = np.random.default_rng(0)
     q, a = rng.standard_normal((2, 3, 8)).astype(np.float32), rng.standard_normal((10, 8)).astype(np.float32)
     with pytest.raises(VpklInputError, match=what.replace("(", r"\(").replace(")", r"\)")):
         native_head(*bad(q, a))
+
+
+@pytest.mark.parametrize("threads", [-1, 5000, None, 1.5])
+def test_bad_thread_counts(threads):
+    with pytest.raises(VpklInputError, match="threads"):
+        scorer_mod.NativeScorer(native, "fp32", threads)
+
+
+def test_more_threads_than_cores_and_unknown_isa(monkeypatch):
+    """Asking for more threads than the hardware has uses what it has (no crash)."""
+    q = np.random.default_rng(0).standard_normal((3000, 1, 4)).astype(np.float32)
+    a = np.ones((3, 4), np.float32)
+    s, _, _ = native.score(q, a, 3, "fp32", 100000)
+    want, _, _ = torch_head(q, a)
+    assert np.abs(s - want).max() <= 1e-5
+    monkeypatch.setenv("VPKL_CPU_ISA", "AVX2")
+    with pytest.raises(VpklInputError, match="VPKL_CPU_ISA"):
+        scorer_mod.NativeScorer(native, "fp32")
+
+
+def test_int8_refuses_what_its_sums_cannot_hold():
+    q, a = np.ones((1, 2, 70000), np.float32), np.ones((3, 70000), np.float32)
+    with pytest.raises(VpklInputError, match="int8: D = 70000"):
+        native_head(q, a, None, "int8")
+    assert np.isfinite(native_head(q, a, None, "bf16")[0]).all()
+
+
+def test_bundle_checks_query_shape_with_either_scorer(shipped_bundle):
+    from vpkl.runtime.bundle import Bundle
+    for s in ("native", "onnx"):
+        b = Bundle.load(shipped_bundle, scorer=s)
+        with pytest.raises(VpklInputError, match="M = 16, D = 128"):
+            b.score(np.zeros((2, 3, 128), np.float32), np.ones((5, 128), np.float32))
 
 
 def test_enrolled_queries_are_laid_out_once(shipped_bundle, example_wavs, example_queries):
@@ -201,6 +237,18 @@ def test_enrolled_queries_are_laid_out_once(shipped_bundle, example_wavs, exampl
     handle = b.scorer._enrolled[1]
     b.score(qs.embeddings, frames[:7])
     assert b.scorer._enrolled[1] is handle  # same QuerySet: not converted again
+    # the QuerySet holds its own copy: changing the caller's array changes nothing
+    x = np.random.default_rng(2).standard_normal((2, 16, b.embed_dim)).astype(np.float32)
+    qs2 = QuerySet(["a", "b"], x)
+    before = b.score(qs2.embeddings, frames)[0]
+    x[:] = 0
+    onnx = Bundle.load(shipped_bundle, scorer="onnx")
+    after, want = b.score(qs2.embeddings, frames)[0], onnx.score(qs2.embeddings, frames)[0]
+    assert np.array_equal(before, after) and np.abs(after - want).max() <= 1e-5
+    view = x.view()  # a read-only view of writeable memory is never kept
+    view.flags.writeable = False
+    b.score(view, frames)
+    assert b.scorer._enrolled[0] is not view
     w = np.array(qs.embeddings)                # a writeable array may change between calls
     s1 = b.score(w, frames)[0]
     w[0] *= -1

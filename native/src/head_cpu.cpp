@@ -50,6 +50,7 @@ constexpr int64_t KCU = 256;         // k-units per packed block
 constexpr int64_t NB = 512;          // frames per matchmap block (a multiple of every NR)
 constexpr int64_t ROWS_TARGET = 196; // pixel rows per query group
 constexpr int64_t MACS_PER_THREAD = int64_t(8) << 20;
+constexpr int64_t INT8_MAX_D = 65536;  // |sum of D products of 255 x 127| and 128 |frame sum| stay below 2^31
 
 // ---- portable micro-kernels (any CPU; the compiler vectorises the inner loop) ----
 constexpr int PMR = 8, PNR = 16;
@@ -318,8 +319,11 @@ void parallel_for(int64_t n, int threads, F &&f) {
     for (int64_t i; (i = next.fetch_add(1)) < n;) f(i, w);
   };
   std::vector<std::thread> pool;
-  pool.reserve(size_t(workers - 1));
-  for (int w = 1; w < workers; ++w) pool.emplace_back(work, w);
+  try {
+    pool.reserve(size_t(workers - 1));
+    for (int w = 1; w < workers; ++w) pool.emplace_back(work, w);
+  } catch (...) {  // no more threads to be had: the started ones and this one do the work
+  }
   work(0);
   for (auto &t : pool) t.join();
 }
@@ -531,8 +535,10 @@ int fail(char *err, size_t len, int code, const char *fmt, ...) {
   return code;
 }
 
+// threads <= 0: every hardware thread; never more than the hardware has
 int resolve_threads(int threads) {
-  return threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int hw = int(std::max(1u, std::thread::hardware_concurrency()));
+  return threads > 0 ? std::min(threads, hw) : hw;
 }
 
 template <Packing P>
@@ -651,6 +657,10 @@ extern "C" int vpkl_head_cpu_prepare(const float *query, const int64_t query_str
   if (precision != VPKL_FP32 && precision != VPKL_BF16 && precision != VPKL_INT8)
     return fail(err, err_len, VPKL_ERR_UNSUPPORTED, "precision %d: expected VPKL_FP32, VPKL_BF16 or VPKL_INT8",
                 int(precision));
+  if (precision == VPKL_INT8 && D > INT8_MAX_D)
+    return fail(err, err_len, VPKL_ERR_UNSUPPORTED,
+                "int8: D = %lld values per embedding; the int32 sums hold D <= %lld (use bf16 or fp32)", (long long)D,
+                (long long)INT8_MAX_D);
   auto *h = new (std::nothrow) vpkl_head_queries;
   if (!h) return fail(err, err_len, VPKL_ERR_MEMORY, "out of memory");
   Queries &qs = h->q;

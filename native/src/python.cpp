@@ -38,7 +38,12 @@ struct Outputs {
   float *s, *aa, *ia;
   int64_t Q, M, N;
   Outputs(int64_t Q_, int64_t M_, int64_t N_) : Q(Q_), M(M_), N(N_) {
-    s = alloc(o1, size_t(Q)), aa = alloc(o2, size_t(Q * N)), ia = alloc(o3, size_t(Q * M));
+    try {
+      s = alloc(o1, size_t(Q)), aa = alloc(o2, size_t(Q * N)), ia = alloc(o3, size_t(Q * M));
+    } catch (const std::bad_alloc &) {
+      throw std::runtime_error("out of memory for the outputs (" + std::to_string(Q) + " x " + std::to_string(N) +
+                               " aud_att values)");
+    }
   }
   void bind(vpkl_head_args &a) const {
     a.score = s, a.score_stride = 1;
@@ -133,7 +138,9 @@ NB_MODULE(_native, m) {
   m.def("score", &score, nb::arg("query"), nb::arg("audio"), nb::arg("n_valid"), nb::arg("precision") = "fp32",
         nb::arg("threads") = 0, nb::arg("cuda") = false,
         "(Q,M,D) float32, (N,D) float32, n_valid -> S (Q,), aud_att (Q,N), im_att (Q,M) float32");
-  nb::class_<Queries>(m, "Queries", "enrolled queries for the CPU kernel: Queries(query, precision, threads)")
+  nb::class_<Queries>(m, "Queries",
+                     "enrolled queries for the CPU kernel: Queries(query, precision, threads). It keeps reading the "
+                     "fp32 query array (the contexts use it): that array must not change while this object is used.")
       .def(nb::init<Query, const std::string &, int>(), nb::arg("query"), nb::arg("precision") = "fp32",
            nb::arg("threads") = 0)
       .def("score", &Queries::score, nb::arg("audio"), nb::arg("n_valid"), nb::arg("threads") = 0,

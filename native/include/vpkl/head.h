@@ -32,7 +32,8 @@ extern "C" {
 typedef enum {
   VPKL_FP32 = 0, /* fp32 products, fp32 accumulation */
   VPKL_BF16 = 1, /* matchmap from bf16-rounded inputs, fp32 accumulation; contexts in fp32 */
-  VPKL_INT8 = 2  /* matchmap from int8 inputs (per-row scales), int32 accumulation; contexts in fp32 */
+  VPKL_INT8 = 2  /* matchmap from int8 inputs (per-row scales), int32 accumulation; contexts in fp32;
+                    D <= 65536 (the int32 sums) */
 } vpkl_precision;
 
 enum {
@@ -60,7 +61,8 @@ typedef struct {
   int64_t im_att_stride[2];
 } vpkl_head_args;
 
-/* CPU kernel. threads <= 0: all hardware threads. Work is split across queries.
+/* CPU kernel. threads <= 0: all hardware threads (more than the hardware has are not used).
+ * Work is split across queries. NaN or Inf in either input is refused (VPKL_ERR_ARGUMENT).
  * Equivalent to vpkl_head_cpu_prepare + vpkl_head_cpu_score + vpkl_head_cpu_release. */
 int vpkl_head_cpu(const vpkl_head_args *args, vpkl_precision precision, int threads, char *err, size_t err_len);
 
@@ -77,8 +79,9 @@ int vpkl_head_cpu_score(const vpkl_head_queries *q, const vpkl_head_args *args, 
 void vpkl_head_cpu_release(vpkl_head_queries *q);
 
 /* Which CPU kernel runs: "avx512", "avx512-bf16", "avx512-vnni", "avx2", "portable", ...
- * (a static string). Reduced precisions fall back to an exact emulation where the CPU lacks
- * the instructions (same results, slower). */
+ * (a static string). Reduced precisions fall back to an emulation where the CPU lacks the
+ * instructions (the same rounding of the inputs; sums within fp32 rounding; slower). The
+ * environment variable VPKL_CPU_ISA = avx512 | avx2 | portable caps the instruction set. */
 const char *vpkl_head_cpu_kernel(vpkl_precision precision);
 
 /* 1 if this library was built with CUDA, else 0. */
@@ -86,7 +89,8 @@ int vpkl_head_has_cuda(void);
 
 /* CUDA kernel: all pointers are device pointers; stream is a cudaStream_t (NULL: the default
  * stream). Precisions: VPKL_FP32 (CUDA cores) and VPKL_BF16 (tensor cores, fp32 accumulation).
- * Asynchronous with respect to the host; errors from the launch are returned. */
+ * Asynchronous with respect to the host; errors from the launch are returned. Unlike the CPU
+ * kernel it does not check the inputs for NaN or Inf (that would need a device pass). */
 int vpkl_head_cuda(const vpkl_head_args *args, vpkl_precision precision, void *stream, char *err, size_t err_len);
 
 /* Convenience for tests and benchmarks: host pointers in and out; copies to the current
