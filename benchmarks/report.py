@@ -68,7 +68,8 @@ def head_table(h: dict, gemm: dict) -> list:
     peak = gemm.get("peak")
     out = ["Scoring head against Q queries, 10 s of audio (N = 500 frames)"
            + (f", M = {m}, D = {d}" if m else "")
-           + (f"; fp32 GEMM peak of this CPU (PyTorch, same run): {peak:.0f} GFLOP/s" if peak else "")
+           + (f"; peak = the fp32 GEMM rate PyTorch reaches on this CPU in the same run: {peak:.0f} GFLOP/s"
+              if peak else "")
            + (". Native kernels: " + ", ".join(f"{p} {k}" for p, k in h["kernels"].items()) if h["kernels"] else "")
            + ". Cells: ms, GFLOP/s (2 Q M N D / time), `x` faster than torch (paper-style).", "",
            "| way \\ Q | " + " | ".join(str(q) for q in qs) + " |", "|---" * (len(qs) + 1) + "|"]

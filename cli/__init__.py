@@ -293,8 +293,9 @@ def cmd_demo(a) -> int:
 def cmd_info(a) -> int:
     import platform
     import vpkl
-    from vpkl.runtime.scorer import PRECISIONS, native_module
+    from vpkl.runtime.scorer import PRECISIONS, make_scorer, native_module
     mod, why = native_module()
+    chosen = None if a.bundle else make_scorer(None, a.scorer, a.head_precision).name  # bad settings: error first
     print(f"vpkl {vpkl.__version__}  python {platform.python_version()}  {platform.machine()}")
     if mod is None:
         print(f"native head: not available: {why}")
@@ -308,9 +309,7 @@ def cmd_info(a) -> int:
         b = _load(a.bundle, a)
         print(f"bundle {a.bundle}: preset {b.preset}, {b.precision} graphs, scorer {b.scorer.name}")
     else:
-        from vpkl.runtime.scorer import make_scorer
-        print(f"scorer: {make_scorer(None, a.scorer, a.head_precision).name} "
-              "(--scorer/--head-precision or $VPKL_SCORER choose)")
+        print(f"scorer: {chosen} (--scorer/--head-precision or $VPKL_SCORER choose)")
     return 0
 
 

@@ -92,15 +92,20 @@ class Bundle:
         """Open a bundle folder.
 
         Args:
-            threads: onnxruntime intra-op threads and native head threads (0: all cores).
+            threads: onnxruntime intra-op threads and native head threads (0: all cores; more
+                than this machine's cores are capped to its cores).
             scorer: "auto" (the native head if built, else head.onnx), "native" or "onnx";
                 None: the ``VPKL_SCORER`` environment variable, else "auto".
             head_precision: the native head's "fp32", "bf16" or "int8" (:mod:`vpkl.runtime.scorer`).
         Raises:
             VpklInputError: not a folder, a file missing, unreadable config, another format
                 version, a graph that onnxruntime cannot load, a graph that does not fit the
-                config, or one whose bytes changed after export (SHA-256 in config.json).
+                config, or one whose bytes changed after export (SHA-256 in config.json); a
+                thread count that is not a whole number >= 0.
         """
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+            raise VpklInputError(f"threads: {threads!r}, expected 0 (every core) or a positive whole number")
+        threads = min(int(threads), os.cpu_count() or 1)
         path = os.fspath(path)
         if not os.path.exists(path):
             raise VpklInputError(f"{path}: no such bundle folder")

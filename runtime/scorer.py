@@ -112,7 +112,7 @@ class NativeScorer:
         self._enrolled = None  # (query array, vpkl._native.Queries)
 
     def _queries(self, query: np.ndarray):
-        if self._enrolled is not None and self._enrolled[0] is query:
+        if self._enrolled is not None and self._enrolled[0] is query and not query.flags.writeable:
             return self._enrolled[1]
         handle = self._m.Queries(query, self.precision, self.threads)
         if not query.flags.writeable and query.base is None:

@@ -218,6 +218,19 @@ def test_int8_refuses_what_its_sums_cannot_hold():
     assert np.isfinite(native_head(q, a, None, "bf16")[0]).all()
 
 
+@pytest.mark.parametrize("threads", [-1, None, 1.5, True])
+def test_bundle_refuses_bad_thread_counts_before_loading(shipped_bundle, threads):
+    from vpkl.runtime.bundle import Bundle
+    with pytest.raises(VpklInputError, match="threads"):
+        Bundle.load(shipped_bundle, threads=threads)
+
+
+def test_bundle_caps_threads_at_the_cores(shipped_bundle):
+    from vpkl.runtime.bundle import Bundle
+    b = Bundle.load(shipped_bundle, threads=100000)
+    assert b.scorer.threads == os.cpu_count()
+
+
 def test_bundle_checks_query_shape_with_either_scorer(shipped_bundle):
     from vpkl.runtime.bundle import Bundle
     for s in ("native", "onnx"):
@@ -245,6 +258,10 @@ def test_enrolled_queries_are_laid_out_once(shipped_bundle, example_wavs, exampl
     onnx = Bundle.load(shipped_bundle, scorer="onnx")
     after, want = b.score(qs2.embeddings, frames)[0], onnx.score(qs2.embeddings, frames)[0]
     assert np.array_equal(before, after) and np.abs(after - want).max() <= 1e-5
+    e = qs2.embeddings  # made writeable again and changed: converted afresh
+    e.flags.writeable = True
+    e[:] = 1.0
+    assert np.abs(b.score(e, frames)[0] - onnx.score(e, frames)[0]).max() <= 1e-5
     view = x.view()  # a read-only view of writeable memory is never kept
     view.flags.writeable = False
     b.score(view, frames)
