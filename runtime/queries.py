@@ -32,9 +32,11 @@ class QuerySet:
     sources: dict = field(default_factory=dict)  # keyword -> list of image names
 
     def __post_init__(self):
-        own = np.array(self.embeddings, dtype=np.float32)  # a copy: the caller's array may change
-        own.flags.writeable = False
-        self.embeddings = own
+        e = self.embeddings
+        if not (isinstance(e, np.ndarray) and e.dtype == np.float32 and e.base is None and not e.flags.writeable):
+            e = np.array(e, dtype=np.float32)  # a copy: the caller's array may change
+            e.flags.writeable = False
+        self.embeddings = e
 
     def __len__(self) -> int:
         return len(self.keywords)
@@ -77,7 +79,9 @@ def enrol(bundle: Bundle, images: dict) -> QuerySet:
         keywords.append(kw)
         embs.append(bundle.embed_images(np.stack(arrays)).mean(axis=0))
         sources[kw] = [os.path.basename(os.fspath(i)) if not isinstance(i, np.ndarray) else "<array>" for i in items]
-    return QuerySet(keywords, np.stack(embs).astype(np.float32), sources)
+    emb = np.stack(embs).astype(np.float32, copy=False)  # new, so QuerySet keeps it without copying
+    emb.flags.writeable = False
+    return QuerySet(keywords, emb, sources)
 
 
 def group_by_keyword(paths: list[str], strict: bool = True) -> dict:

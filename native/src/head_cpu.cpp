@@ -229,7 +229,6 @@ struct Queries {
   const float *query;
   int64_t stride[3];
   int64_t Q, M, D;
-  Packing packing;
   UKernel uk;
   WsumFn wsum;
   int64_t ku, g, groups, tiles;  // k-units per row; queries per group; groups; MR-row tiles per group
@@ -237,8 +236,23 @@ struct Queries {
   std::vector<float> x_scale;    // int8: per pixel row (Q * M)
   std::vector<float> x_norm2;    // reduced precisions: per pixel row, sum of squares
   const float *row(int64_t r) const { return query + (r / M) * stride[0] + (r % M) * stride[1]; }
-  const uint32_t *block(int64_t group, int64_t kb) const { return xp.get() + (group * ku + kb) * tiles * uk.mr; }
+  uint32_t *block(int64_t group, int64_t kb) const { return xp.get() + (group * ku + kb) * tiles * uk.mr; }
 };
+
+// The fp32 pixel rows of query q (of the whole set): a pointer and, in *ld, the element stride
+// between pixels; gathered into buf when a row's own stride is not 1.
+const float *query_rows(const Queries &qs, int64_t q, std::vector<float> &buf, int64_t *ld) {
+  const int64_t M = qs.M, D = qs.D;
+  if (qs.stride[2] == 1) {
+    *ld = qs.stride[1];
+    return qs.row(q * M);
+  }
+  buf.resize(size_t(M * D));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t d = 0; d < D; ++d) buf[size_t(m * D + d)] = qs.row(q * M + m)[d * qs.stride[2]];
+  *ld = D;
+  return buf.data();
+}
 
 template <Packing P>
 bool pack_group(Queries &qs, int64_t gi) {
@@ -258,7 +272,7 @@ bool pack_group(Queries &qs, int64_t gi) {
     const int64_t t = i / MR, lane = i % MR;
     for (int64_t kb = 0; kb < qs.ku; kb += KCU) {
       const int64_t kcu = std::min(KCU, qs.ku - kb);
-      uint32_t *out = qs.xp.get() + (qs.block(gi, kb) - qs.xp.get()) + t * kcu * MR + lane;
+      uint32_t *out = qs.block(gi, kb) + t * kcu * MR + lane;
       for (int64_t k = 0; k < kcu; ++k) out[k * MR] = buf[size_t(kb + k)];
     }
   }
@@ -376,7 +390,7 @@ struct Scratch {
   std::vector<int32_t> ci;     // matchmap block (int8)
   std::vector<float> aud, im;  // group x nv, group x M
   std::vector<float> qrow;
-  std::vector<float> sigma, rows;  // refine(): per-frame error model, the query's rows
+  std::vector<float> sigma;  // refine(): per-frame error model
 };
 
 // Reduced precisions: the frames that could be the localised frame (argmax of aud_att) are
@@ -391,9 +405,8 @@ constexpr float K_SIGMA = 6.f;
 
 template <Packing P>
 void refine(const Audio &au, const Queries &qs, int64_t r0, int64_t g, Scratch &s) {
-  const int64_t M = qs.M, D = qs.D, nv = au.nv, qs2 = qs.stride[2];
+  const int64_t M = qs.M, D = qs.D, nv = au.nv;
   s.sigma.resize(size_t(nv));
-  if (qs2 != 1) s.rows.resize(size_t(M * D));
   for (int64_t q = 0; q < g; ++q) {
     float x2 = 0.f, sx = 0.f;
     for (int64_t m = 0; m < M; ++m) {
@@ -410,19 +423,13 @@ void refine(const Audio &au, const Queries &qs, int64_t r0, int64_t g, Scratch &
       s.sigma[n] = sd;
       lower = std::max(lower, lp[n] - K_SIGMA * sd);
     }
-    bool gathered = false;
+    const float *rows = nullptr;
+    int64_t ld = 0;
     for (int64_t n = 0; n < nv; ++n) {
       if (lp[n] + K_SIGMA * s.sigma[n] < lower) continue;  // cannot be the best frame
-      if (!gathered && qs2 != 1) {  // the query's pixel rows, contiguous
-        for (int64_t m = 0; m < M; ++m) {
-          const float *row = qs.row(r0 + q * M + m);
-          for (int64_t d = 0; d < D; ++d) s.rows[m * D + d] = row[d * qs2];
-        }
-      }
-      gathered = true;
+      if (!rows) rows = query_rows(qs, r0 / M + q, s.qrow, &ld);
       float best = -std::numeric_limits<float>::infinity();
-      for (int64_t m = 0; m < M; ++m)
-        best = std::max(best, dot_row(qs2 == 1 ? qs.row(r0 + q * M + m) : s.rows.data() + m * D, au.arow(n), D));
+      for (int64_t m = 0; m < M; ++m) best = std::max(best, dot_row(rows + m * ld, au.arow(n), D));
       lp[n] = best;
     }
   }
@@ -487,16 +494,9 @@ void run_group(const Audio &au, const Queries &qs, int64_t gi, Scratch &s, Conte
     minmax(s.im.data() + q * M, M);
   }
   std::copy(s.aud.begin(), s.aud.begin() + g * nv, out.att.begin() + q0 * nv);
-  const int64_t qs1 = qs.stride[1], qs2 = qs.stride[2];
   for (int64_t q = 0; q < g; ++q) {
-    const float *rows = qs.row(r0 + q * M);
-    int64_t ld = qs1;
-    if (qs2 != 1) {  // the query's pixel rows, contiguous
-      s.qrow.resize(size_t(M * D));
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t d = 0; d < D; ++d) s.qrow[m * D + d] = qs.row(r0 + q * M + m)[d * qs2];
-      rows = s.qrow.data(), ld = D;
-    }
+    int64_t ld = 0;
+    const float *rows = query_rows(qs, q0 + q, s.qrow, &ld);
     qs.wsum(M, 1, s.im.data() + q * M, M, rows, ld, D, out.ictx.data() + (q0 + q) * D, D);
     for (int64_t m = 0; m < M; ++m) a.im_att[(q0 + q) * a.im_att_stride[0] + m * a.im_att_stride[1]] = s.im[q * M + m];
   }
@@ -669,9 +669,8 @@ extern "C" int vpkl_head_cpu_prepare(const float *query, const int64_t query_str
   qs.Q = Q, qs.M = M, qs.D = D;
   qs.uk = select(precision);
   qs.wsum = select_wsum();
-  qs.packing = qs.uk.packing;
   int rc;
-  switch (qs.packing) {
+  switch (qs.uk.packing) {
     case Packing::fp32: rc = prepare<Packing::fp32>(qs, threads, err, err_len); break;
     case Packing::bf16: rc = prepare<Packing::bf16>(qs, threads, err, err_len); break;
     default: rc = prepare<Packing::int8>(qs, threads, err, err_len); break;
@@ -694,7 +693,7 @@ extern "C" int vpkl_head_cpu_score(const vpkl_head_queries *h, const vpkl_head_a
   std::unique_lock<std::mutex> lock(mutable_h->mu, std::try_to_lock);
   Workspace own;
   Workspace &ws = lock.owns_lock() ? mutable_h->ws : own;
-  switch (qs.packing) {
+  switch (qs.uk.packing) {
     case Packing::fp32: return score<Packing::fp32>(qs, ws, *args, threads, err, err_len);
     case Packing::bf16: return score<Packing::bf16>(qs, ws, *args, threads, err, err_len);
     default: return score<Packing::int8>(qs, ws, *args, threads, err, err_len);
