@@ -80,6 +80,7 @@ def format_table(name: str, results) -> str:
 
 def cmd_detect(a) -> int:
     from vpkl.runtime.detect import detect
+    from vpkl.runtime.progress import AudioProgress
     from vpkl.runtime.queries import enrol, group_by_keyword
     if a.attention and not a.json:
         raise VpklInputError("--attention: only with --json (the table has no room for per-frame aud_att)")
@@ -88,7 +89,11 @@ def cmd_detect(a) -> int:
     thr = _threshold(a, bundle)
     out = []
     for path in a.audio:
-        res = detect(bundle, path, queries, thr, name=path)
+        shown = AudioProgress(f"vpkl detect: {path}")  # on stderr, for audio of a minute or more
+        try:
+            res = detect(bundle, path, queries, thr, name=path, progress=shown)
+        finally:
+            shown.close()
         if a.json:
             out.append({"audio": path, "results": [r.to_dict(a.attention) for r in res]})
         else:

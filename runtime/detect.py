@@ -9,6 +9,7 @@ from .audio import as_samples
 from .bundle import Bundle
 from .errors import VpklInputError
 from .features import features
+from .longaudio import HOP_S, WINDOW_S, min_samples, require_one_frame, scan  # noqa: F401 (re-exported)
 from .queries import QuerySet
 
 
@@ -17,8 +18,11 @@ class KeywordResult:
     """One keyword's answer for one utterance.
 
     score: S in [0, 1]; detected: S >= threshold; frame: localised audio embedding index
-    (argmax of aud_att); time_s: that frame's centre in seconds; aud_att: (N,) float32
-    attention over frames (50 per second), min-max normalised to [0, 1].
+    (argmax of aud_att), counted from the start of the audio; time_s: that frame's centre in
+    seconds; window: (start, end) frames of the scored window the answer comes from ((0, N) for
+    audio no longer than the window, see :mod:`vpkl.runtime.longaudio`); aud_att:
+    (end - start,) float32 attention over that window's frames (50 per second), min-max
+    normalised to [0, 1]: aud_att[i] is frame start + i.
     """
 
     keyword: str
@@ -28,29 +32,15 @@ class KeywordResult:
     frame: int
     time_s: float
     aud_att: np.ndarray
+    window: tuple = (0, 0)
 
     def to_dict(self, with_att: bool = False) -> dict:
         d = {"keyword": self.keyword, "score": round(self.score, 6), "detected": self.detected,
-             "threshold": self.threshold, "frame": self.frame, "time_s": round(self.time_s, 4)}
+             "threshold": self.threshold, "frame": self.frame, "time_s": round(self.time_s, 4),
+             "window": list(self.window)}
         if with_att:
             d["aud_att"] = [round(float(v), 5) for v in self.aud_att]
         return d
-
-
-def min_samples(bundle: Bundle) -> int:
-    """Fewest samples that give one audio embedding: two log-mel frames (35 ms at 16 kHz)."""
-    fe = bundle.front_end
-    return fe.win_length + fe.hop_length
-
-
-def require_one_frame(bundle: Bundle, x: np.ndarray, name: str) -> np.ndarray:
-    """Return ``x`` if it gives at least one audio embedding, else raise VpklInputError naming ``name``."""
-    need = min_samples(bundle)
-    if len(x) < need:
-        sr = bundle.front_end.sample_rate
-        raise VpklInputError(f"{name}: {len(x) / sr * 1000:.1f} ms of audio is shorter than one frame "
-                             f"(needs at least {need / sr * 1000:.0f} ms: {need} samples at {sr} Hz)")
-    return x
 
 
 def embed_audio(bundle: Bundle, audio, name: str = "audio") -> np.ndarray:
@@ -63,25 +53,42 @@ def embed_audio(bundle: Bundle, audio, name: str = "audio") -> np.ndarray:
     return bundle.embed_features(features(require_one_frame(bundle, x, name), bundle.front_end, name))
 
 
-def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str = "audio") -> list[KeywordResult]:
+def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str = "audio",
+           window_s: float = WINDOW_S, hop_s: float = HOP_S, progress=None) -> list[KeywordResult]:
     """Is each query's keyword spoken in ``audio``, and where?
+
+    Audio of any length is read block by block and scored in memory that does not grow with
+    it: up to ``window_s`` (10 s) as one utterance, exactly; longer, over windows ``hop_s``
+    apart, each keyword answered by its best-scoring window (:mod:`vpkl.runtime.longaudio`).
 
     Args:
         audio: a file path, or (n_samples,) int/float samples at the bundle's sample rate.
         queries: enrolled queries (:func:`vpkl.runtime.queries.enrol`).
         threshold: one float, a {keyword: float} dict, or None (the bundle's).
+        window_s, hop_s: window length and distance in seconds, for audio longer than window_s.
+        progress: called as ``progress(seconds_done, seconds_total)`` as the audio is read.
     Returns:
-        One :class:`KeywordResult` per query, in the query set's order.
+        One :class:`KeywordResult` per query, in the query set's order; ``frame`` and ``time_s``
+        count from the start of the audio.
+    Raises:
+        VpklInputError: no queries; unreadable, empty, non-finite or too short audio (named by
+            ``name``); window_s / hop_s that cannot work.
     """
     if len(queries) == 0:
         raise VpklInputError("queries: no query enrolled")
-    frames = embed_audio(bundle, audio, name)
-    s, att, _ = bundle.score(queries.embeddings, frames)
+    best = None  # per query: (S, window start, aud_att) of its best window so far
+    for win in scan(bundle, audio, queries.embeddings, window_s, hop_s, name, progress):
+        if best is None:
+            best = [(float(win.scores[k]), win.start, win.aud_att[k].copy()) for k in range(len(queries))]
+            continue
+        for k in np.flatnonzero(win.scores > np.array([b[0] for b in best])):
+            best[k] = (float(win.scores[k]), win.start, win.aud_att[k].copy())  # not a view: it would keep the window
     out = []
     for k, kw in enumerate(queries.keywords):
         thr = bundle.threshold if threshold is None else (
             threshold.get(kw, bundle.threshold) if isinstance(threshold, dict) else float(threshold))
-        n = int(np.argmax(att[k]))
-        out.append(KeywordResult(kw, float(s[k]), bool(s[k] >= thr), float(thr), n,
-                                 float(bundle.frame_time(n)), att[k]))
+        s, start, att = best[k]
+        n = start + int(np.argmax(att))
+        out.append(KeywordResult(kw, s, bool(s >= thr), float(thr), n, float(bundle.frame_time(n)),
+                                 att, (start, start + len(att))))
     return out

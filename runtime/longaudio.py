@@ -1,0 +1,220 @@
+"""Offline detection over audio of any length in bounded memory: the audio read block by block,
+the causal part of the audio branch run once over all of it, the bidirectional part over
+overlapping windows.
+
+What a long utterance's answer is. The front end (causal normalisation) and ``audio_causal.onnx``
+(conv, MLP, unidirectional LSTMs, states carried from block to block) are causal, so streaming
+them over the file gives exactly the frames they give on the whole of it. The two BiLSTMs
+(``audio_bidir.onnx``) and the head's min-max normalisation of aud_att see a whole utterance;
+over a long file they run on windows of ``window_s`` seconds, ``hop_s`` apart: frames
+[0, W), [H, H + W), [2H, 2H + W), ... and a last window [N - W, N) that ends with the audio
+(W, H, N in frames; windows are never shorter than W unless the audio is). Each window is scored
+like a whole utterance. A keyword's answer for the file is that of its best-scoring window: S
+is that window's S, the localised frame its argmax of aud_att counted from the start of the
+file, and aud_att that window's attention (``window`` says which frames it covers).
+
+Audio no longer than the window gives one window over all of it: the answer is exactly the
+whole-utterance one (to float rounding; a test holds it to 1e-5). With the defaults (10 s
+windows, 5 s apart) every stretch of up to 5 s lies wholly inside some window, and every
+frame is at least 2.5 s from the edges of the window centred nearest it. Memory: the window's
+causal frames, one block of samples and its features, the best window per keyword; none of it
+grows with the length of the audio.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .audio import as_samples, open_audio
+from .bundle import Bundle
+from .errors import VpklInputError
+from .features import StreamingFrontEnd
+from .sources import file_chunks
+
+WINDOW_S = 10.0   # default window: audio up to this long is scored exactly as one utterance
+HOP_S = 5.0       # default distance between windows
+BLOCK_S = 2.0     # seconds of samples read and encoded at a time
+
+
+def min_samples(bundle: Bundle) -> int:
+    """Fewest samples that give one audio embedding: two log-mel frames (35 ms at 16 kHz)."""
+    fe = bundle.front_end
+    return fe.win_length + fe.hop_length
+
+
+def require_one_frame(bundle: Bundle, x: np.ndarray, name: str) -> np.ndarray:
+    """Return ``x`` if it gives at least one audio embedding, else raise VpklInputError naming ``name``."""
+    _check_length(bundle, len(x), name)
+    return x
+
+
+def _check_length(bundle: Bundle, n: int, name: str) -> None:
+    need = min_samples(bundle)
+    if n < need:
+        sr = bundle.front_end.sample_rate
+        raise VpklInputError(f"{name}: {n / sr * 1000:.1f} ms of audio is shorter than one frame "
+                             f"(needs at least {need / sr * 1000:.0f} ms: {need} samples at {sr} Hz)")
+
+
+class CausalEncoder:
+    """Samples in pieces -> causal frames (the output of ``audio_causal.onnx``), each computed once.
+
+    Carries the front end's state, the last log-mel frames the conv (k4, s2) still needs and the
+    LSTMs' h/c states, so the frames of a stream fed in any pieces, then :meth:`finish`, are
+    those of :meth:`Bundle.embed_features` on the whole (to float rounding): a zero log-mel frame
+    of conv padding before the first frame and after the last.
+    """
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.front_end = StreamingFrontEnd(bundle.front_end)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next sample is sample 0, the next frame frame 0."""
+        self.front_end.reset()
+        self._mel = np.zeros((1, self.bundle.front_end.n_mels), np.float32)  # the conv's zero padding frame -1
+        self._h, self._c = self.bundle.initial_state()
+        self.n_frames = 0   # causal frames (= audio embeddings) produced since the stream began
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Feed (n,) float samples at the bundle's rate, full scale +-1 (n >= 0); returns the
+        (k, H) float32 causal frames they complete (k >= 0)."""
+        return self.encode_features(self.front_end(x))
+
+    def finish(self) -> np.ndarray:
+        """End of the stream: the conv's end padding completes the last frame; returns (0 or 1, H)."""
+        return self.encode_features(np.zeros((1, self.bundle.front_end.n_mels), np.float32))
+
+    def encode_features(self, feats: np.ndarray) -> np.ndarray:
+        """(t, n_mels) float32 log-mel frames of the stream -> the (k, H) causal frames they complete."""
+        mel = np.concatenate([self._mel, feats])
+        k = (len(mel) - 2) // 2
+        if k < 1:
+            self._mel = mel
+            return np.zeros((0, self.bundle.causal_dim), np.float32)
+        new, self._h, self._c = self.bundle.encode_causal(mel[:2 * k + 2], self._h, self._c)
+        self._mel = mel[2 * k:].copy()
+        self.n_frames += k
+        return new
+
+
+@dataclass
+class WindowScores:
+    """The head's output on one scored window: frames [start, end) of the audio (absolute),
+    S (Q,) and aud_att (Q, end - start) float32, in the query set's order."""
+
+    start: int
+    end: int
+    scores: np.ndarray
+    aud_att: np.ndarray
+
+
+def sample_blocks(audio, sample_rate: int, name: str = "audio", block_s: float = BLOCK_S
+                  ) -> tuple[float, Iterator[np.ndarray]]:
+    """Audio as blocks of mono float32 samples at ``sample_rate``, without holding it whole.
+
+    Args:
+        audio: a file path (read block by block with soundfile, resampled with soxr's streaming
+            resampler, channels averaged), or (n,) / (n, channels) int or float samples already at
+            ``sample_rate`` (cut into blocks of that array).
+    Returns:
+        (duration in seconds, iterator of (n,) float32 blocks at ``sample_rate``).
+    Raises:
+        VpklInputError, naming the file (its path) or ``name`` (samples): a file that cannot be opened (at once), NaN or infinite
+        samples (when the iterator reaches them).
+    """
+    if isinstance(audio, (str, os.PathLike)):
+        name = os.fspath(audio)  # a file is named by its path, as read_audio names it
+        with open_audio(audio) as f:
+            duration = f.frames / f.samplerate
+        blocks = file_chunks(os.fspath(audio), sample_rate, block_s)
+    else:
+        x = as_samples(audio, sample_rate, name)
+        step = max(1, int(block_s * sample_rate))
+        duration = len(x) / sample_rate
+        blocks = (x[i:i + step] for i in range(0, len(x), step))
+    return duration, _finite(blocks, sample_rate, name)
+
+
+def _finite(blocks: Iterator[np.ndarray], sample_rate: int, name: str) -> Iterator[np.ndarray]:
+    done = 0
+    for b in blocks:
+        if not np.all(np.isfinite(b)):
+            at = done + int(np.flatnonzero(~np.isfinite(b))[0])
+            raise VpklInputError(f"{name}: the audio holds NaN or infinite sample(s), the first at "
+                                 f"{at / sample_rate:.3f} s")
+        done += len(b)
+        yield b
+
+
+def check_window(bundle: Bundle, window_s: float, hop_s: float) -> tuple[int, int]:
+    """(W, H): ``window_s`` and ``hop_s`` in whole frames (rounded).
+
+    Raises:
+        VpklInputError: either is not a finite number, W < 1 frame, or H outside 1 .. W frames.
+    """
+    for k, v in (("window_s", window_s), ("hop_s", hop_s)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v):
+            raise VpklInputError(f"{k}: expected a finite number of seconds, got {v!r}")
+    w, h = int(round(window_s * bundle.frame_rate)), int(round(hop_s * bundle.frame_rate))
+    if w < 1:
+        raise VpklInputError(f"window_s: {window_s} s is less than one frame ({1 / bundle.frame_rate:.3f} s)")
+    if not 1 <= h <= w:
+        raise VpklInputError(f"hop_s: expected 1 to {w} frames ({1 / bundle.frame_rate:.3f} s to window_s = "
+                             f"{window_s} s), got {hop_s} s: a larger hop would leave audio unscored")
+    return w, h
+
+
+def scan(bundle: Bundle, audio, queries: np.ndarray, window_s: float = WINDOW_S, hop_s: float = HOP_S,
+         name: str = "audio", progress: Callable[[float, float], None] | None = None) -> Iterator[WindowScores]:
+    """Score every window of an utterance of any length (see the module docstring for the windows).
+
+    Args:
+        audio: a file path or samples (see :func:`sample_blocks`).
+        queries: (Q, M, D) float32 enrolled query embeddings (``QuerySet.embeddings``).
+        window_s, hop_s: window length and distance in seconds (rounded to frames, 50 per second
+            for the shipped bundles).
+        progress: called as ``progress(seconds_done, seconds_total)`` after each block read.
+    Yields:
+        :class:`WindowScores` in order of their end frame; one window [0, N) when the audio holds
+        at most W frames.
+    Raises:
+        VpklInputError: unreadable, empty, non-finite or too short audio (named by its path, or
+            ``name`` for samples), bad
+            window_s / hop_s.
+    """
+    w, h = check_window(bundle, window_s, hop_s)
+    name = os.fspath(audio) if isinstance(audio, (str, os.PathLike)) else name
+    total_s, blocks = sample_blocks(audio, bundle.front_end.sample_rate, name)
+    enc = CausalEncoder(bundle)
+    frames = np.zeros((0, bundle.causal_dim), np.float32)  # causal frames [enc.n_frames - len, enc.n_frames)
+    next_end, last_end = w, 0
+
+    def window(end: int) -> WindowScores:
+        start = max(end - w, 0)
+        base = enc.n_frames - len(frames)
+        emb = bundle.encode_bidirectional(frames[start - base:end - base])
+        s, att, _ = bundle.score(queries, emb)
+        return WindowScores(start, end, s, att)
+
+    sr = bundle.front_end.sample_rate
+    for x in blocks:
+        new = enc(x)
+        if len(new):
+            frames = np.concatenate([frames[-w:], new])
+        while next_end <= enc.n_frames:
+            yield window(next_end)
+            last_end, next_end = next_end, next_end + h
+        if progress is not None:
+            progress(enc.front_end.n_samples / sr, total_s)
+    n = enc.front_end.n_samples
+    if n == 0:
+        raise VpklInputError(f"{name}: the audio is empty (0 samples)")
+    _check_length(bundle, n, name)
+    frames = np.concatenate([frames[-w:], enc.finish()])
+    if last_end < enc.n_frames:
+        yield window(enc.n_frames)

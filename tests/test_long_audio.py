@@ -1,0 +1,205 @@
+"""Offline detection of long audio (runtime/longaudio.py): exact up to the window length, windowed
+beyond it with positions absolute in the file, bounded memory, progress in the CLI."""
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from vpkl.runtime.audio import read_audio
+from vpkl.runtime.bundle import Bundle
+from vpkl.runtime.detect import detect, embed_audio
+from vpkl.runtime.errors import VpklInputError
+from vpkl.runtime.longaudio import scan
+from vpkl.runtime.progress import AudioProgress
+from vpkl.runtime.queries import enrol, folder_images
+
+from conftest import EXAMPLES, ROOT, run_cli
+
+SR = 16000
+PERIOD = 10 * SR  # the four examples (8.1 s) over faint noise, padded to one default window
+
+
+@pytest.fixture(scope="module")
+def shipped(shipped_bundle):
+    b = Bundle.load(shipped_bundle)
+    return b, enrol(b, folder_images(f"{EXAMPLES}/queries"))
+
+
+@pytest.fixture(scope="module")
+def period():
+    """(10 s of samples, [(keyword, first frame, last frame)] of the words said in it)."""
+    x = np.random.default_rng(0).normal(0, 1e-3, PERIOD).astype(np.float32)
+    words, at = [], 0
+    with open(f"{EXAMPLES}/examples.jsonl") as f:
+        for line in f:
+            e = json.loads(line)
+            y = read_audio(f"{EXAMPLES}/{e['audio']}", SR)
+            x[at:at + len(y)] += y
+            words += [(w, int((at / SR + a) * 50), int((at / SR + b) * 50)) for w, a, b in e["words"]]
+            at += len(y)
+    return x, words
+
+
+def whole(bundle, queries, audio):
+    """The whole-utterance path: front end and both audio graphs over all of it, then the head."""
+    s, att, _ = bundle.score(queries.embeddings, embed_audio(bundle, audio))
+    return s, att
+
+
+@pytest.mark.parametrize("rate", [16000, 8000, 44100])
+def test_up_to_the_window_exactly_the_whole_utterance(shipped, period, tmp_path, rate):
+    """A file of 9.9 s (read in five blocks, resampled block by block when not at 16 kHz) and the
+    shipped examples: S, aud_att and the localised frame of the whole-utterance path to 1e-5."""
+    b, q = shipped
+    x = period[0][:int(9.9 * SR)]
+    p = tmp_path / f"x{rate}.wav"
+    sf.write(p, x if rate == SR else soxr.resample(x, SR, rate), rate, subtype="FLOAT")
+    for audio in [str(p)] + [f"{EXAMPLES}/example_{i}.wav" for i in (1, 2, 3, 4)]:
+        s, att = whole(b, q, audio)
+        res = detect(b, audio, q)
+        assert [r.window for r in res] == [(0, att.shape[1])] * len(q)
+        assert np.abs(np.array([r.score for r in res]) - s).max() < 1e-5
+        assert np.abs(np.stack([r.aud_att for r in res]) - att).max() < 1e-5
+        assert [r.frame for r in res] == list(np.argmax(att, axis=1))
+
+
+def test_windows_cover_the_audio(shipped, period):
+    """23.5 s with 10 s windows 5 s apart: [0, 500), [250, 750), [500, 1000) and a last one ending
+    with the audio (1174 embeddings: 2348 log-mel frames // 2); with a 30 s window, one window."""
+    b, q = shipped
+    x = np.tile(period[0], 3)[:int(23.5 * SR)]
+    got = [(w.start, w.end) for w in scan(b, x, q.embeddings)]
+    assert got == [(0, 500), (250, 750), (500, 1000), (674, 1174)]
+    got = [(w.start, w.end) for w in scan(b, x, q.embeddings, window_s=30.0, hop_s=5.0)]
+    assert got == [(0, 1174)]
+
+
+def test_a_looped_file_agrees_with_the_example_results_at_shifted_times(shipped, period):
+    """The 10 s period looped to 3 minutes. Every window that holds exactly one period scores
+    it as `detect` does on the period alone (the causal state carried in from the previous
+    period aside: S within 0.08, the same decision for >= 9 of 10 keywords, a detected keyword
+    localised where the period alone puts it or inside another span where that keyword is said).
+    The file's answer per keyword (its best window) is localised at a shifted place where the
+    keyword is said or where the period alone localises it, and detects what the period alone
+    detects."""
+    b, q = shipped
+    x, words = period
+    ref = detect(b, x, q)
+    ref_frame = {r.keyword: r.frame for r in ref}
+
+    def right_place(kw, frame):  # frame within the period
+        return abs(frame - ref_frame[kw]) <= 2 or any(w == kw and lo <= frame <= hi for w, lo, hi in words)
+
+    long = np.tile(x, 18)
+    n_aligned = 0
+    for w in scan(b, long, q.embeddings):
+        if w.start % 500 or w.end - w.start != 500:
+            continue
+        n_aligned += 1
+        assert np.abs(w.scores - np.array([r.score for r in ref])).max() < 0.08
+        same = (w.scores >= b.threshold) == np.array([r.detected for r in ref])
+        assert same.sum() >= 9
+        for k, r in enumerate(ref):
+            if r.detected and w.scores[k] >= b.threshold:
+                assert right_place(r.keyword, int(np.argmax(w.aud_att[k]))), (w.start, r.keyword)
+    assert n_aligned == 17  # the 18th period ends a frame short: 180 s gives 8999 embeddings
+    res = detect(b, long, q)
+    for r, r0 in zip(res, ref):
+        assert r.window[0] <= r.frame < r.window[1] and len(r.aud_att) == r.window[1] - r.window[0]
+        assert r.time_s == pytest.approx(b.frame_time(r.frame))
+        if r0.detected:
+            assert r.detected and right_place(r.keyword, r.frame % 500), (r.keyword, r.frame)
+    assert sum(r.detected == r0.detected for r, r0 in zip(res, ref)) >= 9
+
+
+RSS = r'''
+import json, sys
+import numpy as np, soundfile as sf
+from vpkl.benchmarks.suite import peak_rss_kb
+from vpkl.runtime.bundle import Bundle
+from vpkl.runtime.detect import detect
+from vpkl.runtime.queries import enrol, folder_images
+path, examples, minutes = sys.argv[1], sys.argv[2], float(sys.argv[3])
+x = np.random.default_rng(0).normal(0, 0.01, 60 * 16000).astype(np.float32)
+with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as f:
+    for _ in range(int(minutes)):
+        f.write(x)
+del x
+b = Bundle.load(sys.argv[4])
+q = enrol(b, folder_images(examples + "/queries"))
+before, read = peak_rss_kb(), {}
+r = detect(b, path, q, progress=lambda done, total: read.update(done=done, total=total))
+print(json.dumps({"before_kb": before, "after_kb": peak_rss_kb(), "read": read}))
+'''
+
+
+def test_twenty_minutes_in_bounded_memory(shipped_bundle, tmp_path):
+    """20 minutes of audio (a 38 MB WAV): the peak RSS of the process (VmHWM) stays under 300 MB,
+    and detection adds less than 40 MB to what loading the bundle took (reading it whole took
+    about 105 MB per minute)."""
+    r = subprocess.run([sys.executable, "-c", RSS, str(tmp_path / "long.wav"), EXAMPLES, "20", shipped_bundle],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["read"] == {"done": 1200.0, "total": 1200.0}
+    assert out["after_kb"] < 300 * 1024, out
+    assert out["after_kb"] - out["before_kb"] < 40 * 1024, out
+
+
+def test_cli_shows_progress_for_long_audio(shipped_bundle, tmp_path):
+    """`vpkl detect` on 90 s of audio writes one progress line per tenth on stderr (not a
+    terminal), the last at 100%, and the results on stdout; on a 2.6 s example, nothing."""
+    p = tmp_path / "long.wav"
+    sf.write(p, np.random.default_rng(0).normal(0, 0.01, 90 * SR).astype(np.float32), SR)
+    q = f"{EXAMPLES}/queries/seven_test00.png"
+    r = run_cli("detect", "--bundle", shipped_bundle, "--query", q, str(p), "--json")
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 10 and lines[-1] == f"vpkl detect: {p}: 90 / 90 s of audio (100%)", lines
+    assert json.loads(r.stdout)["results"][0]["keyword"] == "seven"
+    r = run_cli("detect", "--bundle", shipped_bundle, "--query", q, f"{EXAMPLES}/example_4.wav")
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_progress_on_a_terminal_rewrites_one_line():
+    """On a terminal: one line rewritten (\\r) at most every 0.5 s of wall clock, ended by close()."""
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    t = [0.0]
+    out = Tty()
+    p = AudioProgress("x.wav", stream=out, clock=lambda: t[0])
+    for done in range(0, 121, 10):
+        t[0] += 0.2
+        p(done, 120)
+    p.close()
+    assert out.getvalue() == ("\rx.wav: 0 / 120 s of audio (0%)\rx.wav: 30 / 120 s of audio (25%)"
+                              "\rx.wav: 60 / 120 s of audio (50%)\rx.wav: 90 / 120 s of audio (75%)"
+                              "\rx.wav: 120 / 120 s of audio (100%)\n")
+    short = Tty()
+    AudioProgress("y.wav", stream=short)(5, 10)
+    assert short.getvalue() == ""
+
+
+@pytest.mark.parametrize("bad,match", [(dict(window_s=0.01), "window_s"), (dict(hop_s=20.0), "hop_s"),
+                                       (dict(hop_s=float("nan")), "hop_s"), (dict(window_s="10"), "window_s")])
+def test_bad_windows_are_refused(shipped, period, bad, match):
+    b, q = shipped
+    with pytest.raises(VpklInputError, match=match):
+        detect(b, period[0], q, **bad)
+
+
+def test_nan_late_in_a_long_file_is_named(shipped, tmp_path):
+    """A NaN 70 s into a file is found when its block is read: one error naming the file and the time."""
+    x = np.zeros(80 * SR, np.float32)
+    x[70 * SR] = np.nan
+    p = tmp_path / "late.wav"
+    sf.write(p, x, SR, subtype="FLOAT")
+    b, q = shipped
+    with pytest.raises(VpklInputError, match=r"late\.wav: the audio holds NaN or infinite sample\(s\), the first at 70\.000 s"):
+        detect(b, str(p), q)
