@@ -61,7 +61,7 @@ import numpy as np
 from .audio import to_mono
 from .bundle import Bundle
 from .errors import VpklInputError
-from .features import StreamingFrontEnd
+from .longaudio import CausalEncoder, WindowScores  # noqa: F401 (WindowScores: part of this module's API)
 from .queries import QuerySet
 
 MAX_CHANNELS = 32
@@ -160,17 +160,6 @@ class Detection:
         return d
 
 
-@dataclass
-class WindowScores:
-    """The head's output on one scored window: frames [start, end) of the stream (absolute),
-    S (Q,) and aud_att (Q, end - start) float32, in the query set's order."""
-
-    start: int
-    end: int
-    scores: np.ndarray
-    aud_att: np.ndarray
-
-
 def check_chunk(chunk, index: int) -> np.ndarray:
     """A chunk as (n,) float32 at full scale +-1 (n may be 0).
 
@@ -246,16 +235,13 @@ class Spotter:
             if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real) or not 0.0 <= t <= 1.0:
                 raise VpklInputError(f"threshold for {k!r}: expected a score in [0, 1], got {t!r}")
         self.thresholds = np.array(thr)
-        self._fe = StreamingFrontEnd(bundle.front_end)
+        self._enc = CausalEncoder(bundle)
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: the next chunk starts a new one at sample 0, frame 0, chunk 0."""
-        self._fe.reset()
-        self._mel = np.zeros((1, self.bundle.front_end.n_mels), np.float32)  # the conv's zero padding frame -1
-        self._h, self._c = self.bundle.initial_state()
+        self._enc.reset()            # front end, the conv's last log-mel frames, the LSTM states
         self._causal = np.zeros((0, self.bundle.causal_dim), np.float32)       # the last <= window causal frames
-        self.n_frames = 0            # audio embeddings (frames) encoded since the stream began
         self._next_score = self._hop  # frame count at which the window is next scored
         self._last = {}              # query index -> frame of its last detection
         self._pending = {}           # query index -> (frame, consecutive windows that put it there)
@@ -264,9 +250,14 @@ class Spotter:
         self._ended = False
 
     @property
+    def n_frames(self) -> int:
+        """Audio embeddings (frames) encoded since the stream began."""
+        return self._enc.n_frames
+
+    @property
     def audio_s(self) -> float:
         """Seconds of audio fed since the stream began."""
-        return self._fe.n_samples / self.bundle.front_end.sample_rate
+        return self._enc.front_end.n_samples / self.bundle.front_end.sample_rate
 
     def feed(self, chunk) -> list[Detection]:
         """Take the next chunk of the stream; return the detections it completes (often none).
@@ -289,7 +280,7 @@ class Spotter:
         self.chunks += 1
         if x.size == 0:
             return []
-        return self._advance(self._fe(x), t0, index, final=False)
+        return self._advance(self._enc(x), t0, index, final=False)
 
     def flush(self) -> list[Detection]:
         """End the stream: encode the last frame (the conv's end padding), score the final window
@@ -300,18 +291,12 @@ class Spotter:
         if self._ended:
             return []
         self._ended = True
-        return self._advance(np.zeros((1, self.bundle.front_end.n_mels), np.float32), t0, self.chunks, final=True)
+        return self._advance(self._enc.finish(), t0, self.chunks, final=True)
 
-    def _advance(self, feats: np.ndarray, t0: float, chunk: int, final: bool) -> list[Detection]:
-        mel = np.concatenate([self._mel, feats])
-        k = (len(mel) - 2) // 2
-        frames, base = self._causal, self.n_frames - len(self._causal)
-        if k >= 1:
-            new, self._h, self._c = self.bundle.encode_causal(mel[:2 * k + 2], self._h, self._c)
-            mel = mel[2 * k:]
-            frames = np.concatenate([frames, new])
-            self.n_frames += k
-        self._mel = mel
+    def _advance(self, new: np.ndarray, t0: float, chunk: int, final: bool) -> list[Detection]:
+        """Take the (k, H) causal frames just encoded; score the windows they complete."""
+        base = self.n_frames - len(new) - len(self._causal)  # absolute index of frames[0]
+        frames = np.concatenate([self._causal, new]) if len(new) else self._causal
         out = []
         while self._next_score <= self.n_frames:
             if self._next_score >= self._min_window:
