@@ -1,0 +1,153 @@
+"""`vpkl stream --mic` through a real PortAudio input: PulseAudio's null sink, whose monitor is an
+input device, with the shipped examples played into it by paplay.
+
+Needs Debian's pulseaudio, pulseaudio-utils, libasound2-plugins and libportaudio2 and the Python
+package sounddevice (`.ci/run` installs them); skipped, with the reason, without them. The test
+starts a PulseAudio daemon when none answers (and stops it afterwards), and loads and unloads its
+own null sink.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vpkl.runtime.audio import read_audio
+from vpkl.runtime.bundle import Bundle
+from vpkl.runtime.detect import detect
+from vpkl.runtime.queries import enrol, folder_images
+from vpkl.runtime.stream import Spotter
+
+from conftest import EXAMPLES, ROOT
+
+SR = 16000
+GAP_S = 1.0        # digital silence before, between and after the examples, as an idle device gives
+TOLERANCE_S = 0.15  # 7.5 frames: stream and detect localise a word up to a few frames apart
+MAX_SHIFT_S = 10.0  # playback begins at most this long after vpkl starts recording; it may also come
+                    # early by up to GAP_S: PulseAudio can drop some of the leading silence (measured: 0.09 s)
+
+
+def _pactl(*args, check=True):
+    return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=20, check=check)
+
+
+@pytest.fixture(scope="module")
+def null_sink():
+    """The name of a fresh null sink (its monitor is the input), on a PulseAudio daemon that answers."""
+    missing = [t for t in ("pulseaudio", "pactl", "paplay") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"PulseAudio not installed (no {', '.join(missing)}): apt install pulseaudio "
+                    "pulseaudio-utils libasound2-plugins libportaudio2")
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError) as e:
+        pytest.skip(f"sounddevice or PortAudio missing ({e}): pip install sounddevice; apt install libportaudio2")
+    started = False
+    if _pactl("info", check=False).returncode != 0:
+        subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "--disallow-exit=yes",
+                        "--log-target=stderr"], capture_output=True, timeout=30)
+        for _ in range(40):
+            if _pactl("info", check=False).returncode == 0:
+                started = True
+                break
+            time.sleep(0.25)
+        else:
+            pytest.skip("no PulseAudio server answers and `pulseaudio --daemonize` did not start one")
+    name = f"vpkl_test_{os.getpid()}"
+    module = _pactl("load-module", "module-null-sink", f"sink_name={name}").stdout.strip()
+    yield name
+    _pactl("unload-module", module, check=False)
+    if started:
+        subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory):
+    """A WAV of the four examples, each preceded by GAP_S of zeros and followed by the last gap;
+    returns (path, samples, {example file: its start in seconds})."""
+    parts, starts, at = [], {}, 0.0
+    for i in (1, 2, 3, 4):
+        x = read_audio(f"{EXAMPLES}/example_{i}.wav", SR)
+        parts += [np.zeros(int(GAP_S * SR), np.float32), x]
+        starts[f"example_{i}.wav"] = at + GAP_S
+        at += GAP_S + len(x) / SR
+    parts.append(np.zeros(int(GAP_S * SR), np.float32))
+    x = np.concatenate(parts)
+    p = tmp_path_factory.mktemp("mic") / "examples.wav"
+    sf.write(p, x, SR, subtype="PCM_16")
+    return str(p), read_audio(str(p), SR), starts
+
+
+def _listen(sink: str, wav: str, shipped_bundle: str) -> list[dict]:
+    """`vpkl stream --mic --device pulse --jsonl` on the sink's monitor while paplay plays ``wav``."""
+    env = dict(os.environ, PULSE_SOURCE=f"{sink}.monitor", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--queries",
+           f"{EXAMPLES}/queries", "--mic", "--device", "pulse", "--jsonl"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        for _ in range(120):  # until vpkl records from the monitor (a source output exists)
+            if proc.poll() is not None:
+                pytest.fail(f"vpkl stream --mic ended before recording: {proc.communicate()[1]}")
+            if _pactl("list", "short", "source-outputs").stdout.strip():
+                break
+            time.sleep(0.25)
+        else:
+            pytest.fail("vpkl stream --mic did not open the PulseAudio monitor within 30 s")
+        subprocess.run(["paplay", f"--device={sink}", wav], check=True, timeout=60)
+        time.sleep(1.0)  # what PulseAudio still buffers reaches vpkl
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopped (Ctrl-C)" in err, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def _best_shift(found: list, wanted: list) -> tuple[float, int]:
+    """The shift (stream time - file time, -GAP_S to MAX_SHIFT_S seconds) that matches the most ``wanted`` (keyword, time)
+    with a ``found`` one within TOLERANCE_S; returns (shift, matched)."""
+    shifts = [f - w for kf, f in found for kw, w in wanted if kf == kw and -GAP_S <= f - w <= MAX_SHIFT_S]
+    best = (0.0, 0)
+    for s in shifts:
+        n = sum(any(kf == kw and abs(f - s - w) <= TOLERANCE_S for kf, f in found) for kw, w in wanted)
+        if n > best[1]:
+            best = (s, n)
+    return best
+
+
+@pytest.mark.xfail(strict=True, reason="the causal normaliser is wrecked by the digital zeros an idle device "
+                   "gives (heard 1 of 8 keywords); the front-end fix is coming from main")
+def test_mic_hears_what_detect_reports(null_sink, played, shipped_bundle):
+    """The examples played into the null sink while `vpkl stream --mic` listens to its monitor
+    (PulseAudio resamples them to 44.1 kHz, vpkl back to 16 kHz): every keyword `detect` reports
+    for an example file is reported by the stream at the example's start in the played file plus
+    detect's time, within 0.15 s, after one shift common to all (when playback began in the stream,
+    -1 to 10 s); and every streamed detection is one of those or one that streaming the played
+    file itself reports (the stream reports every place a keyword fires, detect one per file)."""
+    wav, x, starts = played
+    b = Bundle.load(shipped_bundle)
+    q = enrol(b, folder_images(f"{EXAMPLES}/queries"))
+    wanted = [(r.keyword, starts[f] + r.time_s) for f in sorted(starts)
+              for r in detect(b, f"{EXAMPLES}/{f}", q) if r.detected]
+    assert len(wanted) == 8
+    sp = Spotter(b, q)
+    file_dets = [(d.keyword, d.time_s) for i in range(0, len(x), 1600) for d in sp.feed(x[i:i + 1600])]
+    file_dets += [(d.keyword, d.time_s) for d in sp.flush()]
+
+    heard = _listen(null_sink, wav, shipped_bundle)
+    found = [(d["keyword"], d["time_s"]) for d in heard]
+    shift, matched = _best_shift(found, wanted)
+    assert matched == len(wanted), (f"heard {matched} of {len(wanted)} keywords detect reports "
+                                    f"(shift {shift:.2f} s); heard {found}, wanted {wanted}")
+    expected = wanted + file_dets
+    extra = [(k, t) for k, t in found if not any(k == kw and abs(t - shift - w) <= TOLERANCE_S for kw, w in expected)]
+    assert not extra, f"the stream heard {extra} (shift {shift:.2f} s); detect and the file stream give {expected}"
