@@ -61,7 +61,7 @@ import numpy as np
 from .audio import to_mono
 from .bundle import Bundle
 from .errors import VpklInputError
-from .features import StreamingFrontEnd
+from .features import StreamingFrontEnd, silent_frames
 from .queries import QuerySet
 
 MAX_CHANNELS = 32
@@ -253,8 +253,11 @@ class Spotter:
         """Forget the stream: the next chunk starts a new one at sample 0, frame 0, chunk 0."""
         self._fe.reset()
         self._mel = np.zeros((1, self.bundle.front_end.n_mels), np.float32)  # the conv's zero padding frame -1
+        self._mel_heard = np.zeros(1, bool)                                     # per row of _mel: not silent
         self._h, self._c = self.bundle.initial_state()
         self._causal = np.zeros((0, self.bundle.causal_dim), np.float32)       # the last <= window causal frames
+        self._heard = np.zeros(0, bool)  # per row of _causal: some of its log-mel frames were not silent
+        self._first_heard = None         # the first such frame of the stream
         self.n_frames = 0            # audio embeddings (frames) encoded since the stream began
         self._next_score = self._hop  # frame count at which the window is next scored
         self._last = {}              # query index -> frame of its last detection
@@ -289,7 +292,8 @@ class Spotter:
         self.chunks += 1
         if x.size == 0:
             return []
-        return self._advance(self._fe(x), t0, index, final=False)
+        feats = self._fe(x)
+        return self._advance(feats, ~silent_frames(feats, self.bundle.front_end), t0, index, final=False)
 
     def flush(self) -> list[Detection]:
         """End the stream: encode the last frame (the conv's end padding), score the final window
@@ -300,31 +304,49 @@ class Spotter:
         if self._ended:
             return []
         self._ended = True
-        return self._advance(np.zeros((1, self.bundle.front_end.n_mels), np.float32), t0, self.chunks, final=True)
+        pad = np.zeros((1, self.bundle.front_end.n_mels), np.float32)
+        return self._advance(pad, np.zeros(1, bool), t0, self.chunks, final=True)
 
-    def _advance(self, feats: np.ndarray, t0: float, chunk: int, final: bool) -> list[Detection]:
+    def _advance(self, feats: np.ndarray, heard: np.ndarray, t0: float, chunk: int, final: bool) -> list[Detection]:
         mel = np.concatenate([self._mel, feats])
+        mel_heard = np.concatenate([self._mel_heard, heard])
         k = (len(mel) - 2) // 2
         frames, base = self._causal, self.n_frames - len(self._causal)
+        frames_heard = self._heard
         if k >= 1:
             new, self._h, self._c = self.bundle.encode_causal(mel[:2 * k + 2], self._h, self._c)
-            mel = mel[2 * k:]
+            # frame n is made of log-mel rows 2n..2n+3 of mel (row 0 = log-mel frame -1)
+            new_heard = np.lib.stride_tricks.sliding_window_view(mel_heard[:2 * k + 2], 4)[::2].any(axis=1)
+            if self._first_heard is None and new_heard.any():
+                self._first_heard = self.n_frames + int(np.argmax(new_heard))
+            mel, mel_heard = mel[2 * k:], mel_heard[2 * k:]
             frames = np.concatenate([frames, new])
+            frames_heard = np.concatenate([frames_heard, new_heard])
             self.n_frames += k
-        self._mel = mel
+        self._mel, self._mel_heard = mel, mel_heard
         out = []
         while self._next_score <= self.n_frames:
-            if self._next_score >= self._min_window:
-                out += self._score(frames, base, self._next_score, t0, chunk, final=False)
+            if self._first_heard is not None and self._next_score - self._first_heard >= self._min_window:
+                out += self._score(frames, frames_heard, base, self._next_score, t0, chunk, final=False)
             self._next_score += self._hop
         if final and self.n_frames > 0:
-            out += self._score(frames, base, self.n_frames, t0, chunk, final=True)
+            out += self._score(frames, frames_heard, base, self.n_frames, t0, chunk, final=True)
         self._causal = frames[-self._window:].copy()  # a view would keep a long chunk's frames alive
+        self._heard = frames_heard[-self._window:].copy()
         return out
 
-    def _score(self, frames: np.ndarray, base: int, end: int, t0: float, chunk: int, final: bool) -> list[Detection]:
-        """Score the window of frames ending (exclusive) at absolute frame ``end``."""
+    def _score(self, frames: np.ndarray, heard: np.ndarray, base: int, end: int, t0: float, chunk: int,
+               final: bool) -> list[Detection]:
+        """Score the window of frames ending (exclusive) at absolute frame ``end``.
+
+        The window starts at its first frame that was not wholly silent (digital silence is
+        not scored: a window of it alone scores nothing and resets the confirmations)."""
         start = max(end - self._window, 0)
+        h = heard[start - base:end - base]
+        if not h.any():
+            self._pending.clear()
+            return []
+        start += int(np.argmax(h))
         emb = self.bundle.encode_bidirectional(frames[start - base:end - base])
         s, att, _ = self.bundle.score(self.queries.embeddings, emb)
         self.last_window = WindowScores(start, end, s, att)
