@@ -16,9 +16,10 @@ file, and aud_att that window's attention (``window`` says which frames it cover
 Audio no longer than the window gives one window over all of it: the answer is exactly the
 whole-utterance one (to float rounding; a test holds it to 1e-5). With the defaults (10 s
 windows, 5 s apart) every stretch of up to 5 s lies wholly inside some window, and every
-frame is at least 2.5 s from the edges of the window centred nearest it. Memory: the window's
-causal frames, one block of samples and its features, the best window per keyword; none of it
-grows with the length of the audio.
+frame is at least 2.5 s from the edges of the window centred nearest it. Windows of digital
+silence alone (an idle device) are not scored, unless no other window is. Memory: the
+window's causal frames, one block of samples and its features, the best window per keyword;
+none of it grows with the length of the audio.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import numpy as np
 from .audio import as_samples, open_audio
 from .bundle import Bundle
 from .errors import VpklInputError
-from .features import StreamingFrontEnd
+from .features import StreamingFrontEnd, silent_frames
 from .sources import file_chunks
 
 WINDOW_S = 10.0   # default window: audio up to this long is scored exactly as one utterance
@@ -65,7 +66,9 @@ class CausalEncoder:
     Carries the front end's state, the last log-mel frames the conv (k4, s2) still needs and the
     LSTMs' h/c states, so the frames of a stream fed in any pieces, then :meth:`finish`, are
     those of :meth:`Bundle.embed_features` on the whole (to float rounding): a zero log-mel frame
-    of conv padding before the first frame and after the last.
+    of conv padding before the first frame and after the last. Each frame comes with whether it
+    was heard: some of its four log-mel frames were not digital silence
+    (:func:`~vpkl.runtime.features.silent_frames`).
     """
 
     def __init__(self, bundle: Bundle):
@@ -77,29 +80,35 @@ class CausalEncoder:
         """Forget the stream: the next sample is sample 0, the next frame frame 0."""
         self.front_end.reset()
         self._mel = np.zeros((1, self.bundle.front_end.n_mels), np.float32)  # the conv's zero padding frame -1
+        self._mel_heard = np.zeros(1, bool)                                     # per row of _mel: not silent
         self._h, self._c = self.bundle.initial_state()
         self.n_frames = 0   # causal frames (= audio embeddings) produced since the stream began
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed (n,) float samples at the bundle's rate, full scale +-1 (n >= 0); returns the
-        (k, H) float32 causal frames they complete (k >= 0)."""
-        return self.encode_features(self.front_end(x))
+        (k, H) float32 causal frames they complete (k >= 0) and (k,) bool: heard."""
+        feats = self.front_end(x)
+        return self.encode_features(feats, ~silent_frames(feats, self.bundle.front_end))
 
-    def finish(self) -> np.ndarray:
-        """End of the stream: the conv's end padding completes the last frame; returns (0 or 1, H)."""
-        return self.encode_features(np.zeros((1, self.bundle.front_end.n_mels), np.float32))
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """End of the stream: the conv's end padding completes the last frame; returns (0 or 1, H), heard."""
+        return self.encode_features(np.zeros((1, self.bundle.front_end.n_mels), np.float32), np.zeros(1, bool))
 
-    def encode_features(self, feats: np.ndarray) -> np.ndarray:
-        """(t, n_mels) float32 log-mel frames of the stream -> the (k, H) causal frames they complete."""
+    def encode_features(self, feats: np.ndarray, heard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(t, n_mels) float32 log-mel frames of the stream and (t,) bool (not silent) -> the (k, H)
+        causal frames they complete and (k,) bool: some of each one's log-mel frames was heard."""
         mel = np.concatenate([self._mel, feats])
+        mel_heard = np.concatenate([self._mel_heard, heard])
         k = (len(mel) - 2) // 2
         if k < 1:
-            self._mel = mel
-            return np.zeros((0, self.bundle.causal_dim), np.float32)
+            self._mel, self._mel_heard = mel, mel_heard
+            return np.zeros((0, self.bundle.causal_dim), np.float32), np.zeros(0, bool)
         new, self._h, self._c = self.bundle.encode_causal(mel[:2 * k + 2], self._h, self._c)
-        self._mel = mel[2 * k:].copy()
+        # frame n is made of log-mel rows 2n..2n+3 of mel (row 0 = log-mel frame -1)
+        new_heard = np.lib.stride_tricks.sliding_window_view(mel_heard[:2 * k + 2], 4)[::2].any(axis=1)
+        self._mel, self._mel_heard = mel[2 * k:].copy(), mel_heard[2 * k:].copy()
         self.n_frames += k
-        return new
+        return new, new_heard
 
 
 @dataclass
@@ -181,7 +190,8 @@ def scan(bundle: Bundle, audio, queries: np.ndarray, window_s: float = WINDOW_S,
         progress: called as ``progress(seconds_done, seconds_total)`` after each block read.
     Yields:
         :class:`WindowScores` in order of their end frame; one window [0, N) when the audio holds
-        at most W frames.
+        at most W frames. A window of digital silence alone is not scored (a stretch of an idle
+        device in a long recording), unless no other window is.
     Raises:
         VpklInputError: unreadable, empty, non-finite or too short audio (named by its path, or
             ``name`` for samples), bad
@@ -192,22 +202,29 @@ def scan(bundle: Bundle, audio, queries: np.ndarray, window_s: float = WINDOW_S,
     total_s, blocks = sample_blocks(audio, bundle.front_end.sample_rate, name)
     enc = CausalEncoder(bundle)
     frames = np.zeros((0, bundle.causal_dim), np.float32)  # causal frames [enc.n_frames - len, enc.n_frames)
-    next_end, last_end = w, 0
+    heard = np.zeros(0, bool)                               # per frame: not digital silence alone
+    next_end, last_end, scored = w, 0, 0
+
+    def rows(end: int) -> slice:  # the window ending at frame ``end``, as rows of ``frames``
+        base = enc.n_frames - len(frames)
+        return slice(max(end - w, 0) - base, end - base)
 
     def window(end: int) -> WindowScores:
-        start = max(end - w, 0)
-        base = enc.n_frames - len(frames)
-        emb = bundle.encode_bidirectional(frames[start - base:end - base])
-        s, att, _ = bundle.score(queries, emb)
-        return WindowScores(start, end, s, att)
+        s, att, _ = bundle.score(queries, bundle.encode_bidirectional(frames[rows(end)]))
+        return WindowScores(max(end - w, 0), end, s, att)
+
+    def silent(end: int) -> bool:
+        return not heard[rows(end)].any()
 
     sr = bundle.front_end.sample_rate
     for x in blocks:
-        new = enc(x)
+        new, new_heard = enc(x)
         if len(new):
-            frames = np.concatenate([frames[-w:], new])
+            frames, heard = np.concatenate([frames[-w:], new]), np.concatenate([heard[-w:], new_heard])
         while next_end <= enc.n_frames:
-            yield window(next_end)
+            if not silent(next_end):
+                scored += 1
+                yield window(next_end)
             last_end, next_end = next_end, next_end + h
         if progress is not None:
             progress(enc.front_end.n_samples / sr, total_s)
@@ -215,6 +232,7 @@ def scan(bundle: Bundle, audio, queries: np.ndarray, window_s: float = WINDOW_S,
     if n == 0:
         raise VpklInputError(f"{name}: the audio is empty (0 samples)")
     _check_length(bundle, n, name)
-    frames = np.concatenate([frames[-w:], enc.finish()])
-    if last_end < enc.n_frames:
-        yield window(enc.n_frames)
+    new, new_heard = enc.finish()
+    frames, heard = np.concatenate([frames[-w:], new]), np.concatenate([heard[-w:], new_heard])
+    if scored == 0 or (last_end < enc.n_frames and not silent(enc.n_frames)):
+        yield window(enc.n_frames)  # the last window, or the only one (all silence: scored all the same)

@@ -242,6 +242,8 @@ class Spotter:
         """Forget the stream: the next chunk starts a new one at sample 0, frame 0, chunk 0."""
         self._enc.reset()            # front end, the conv's last log-mel frames, the LSTM states
         self._causal = np.zeros((0, self.bundle.causal_dim), np.float32)       # the last <= window causal frames
+        self._heard = np.zeros(0, bool)  # per row of _causal: some of its log-mel frames were not silent
+        self._first_heard = None         # the first such frame of the stream
         self._next_score = self._hop  # frame count at which the window is next scored
         self._last = {}              # query index -> frame of its last detection
         self._pending = {}           # query index -> (frame, consecutive windows that put it there)
@@ -280,7 +282,7 @@ class Spotter:
         self.chunks += 1
         if x.size == 0:
             return []
-        return self._advance(self._enc(x), t0, index, final=False)
+        return self._advance(*self._enc(x), t0, index, final=False)
 
     def flush(self) -> list[Detection]:
         """End the stream: encode the last frame (the conv's end padding), score the final window
@@ -291,25 +293,39 @@ class Spotter:
         if self._ended:
             return []
         self._ended = True
-        return self._advance(self._enc.finish(), t0, self.chunks, final=True)
+        return self._advance(*self._enc.finish(), t0, self.chunks, final=True)
 
-    def _advance(self, new: np.ndarray, t0: float, chunk: int, final: bool) -> list[Detection]:
-        """Take the (k, H) causal frames just encoded; score the windows they complete."""
+    def _advance(self, new: np.ndarray, new_heard: np.ndarray, t0: float, chunk: int, final: bool) -> list[Detection]:
+        """Take the (k, H) causal frames just encoded and whether each was heard; score the windows
+        they complete."""
         base = self.n_frames - len(new) - len(self._causal)  # absolute index of frames[0]
         frames = np.concatenate([self._causal, new]) if len(new) else self._causal
+        frames_heard = np.concatenate([self._heard, new_heard])
+        if self._first_heard is None and new_heard.any():
+            self._first_heard = self.n_frames - len(new) + int(np.argmax(new_heard))
         out = []
         while self._next_score <= self.n_frames:
-            if self._next_score >= self._min_window:
-                out += self._score(frames, base, self._next_score, t0, chunk, final=False)
+            if self._first_heard is not None and self._next_score - self._first_heard >= self._min_window:
+                out += self._score(frames, frames_heard, base, self._next_score, t0, chunk, final=False)
             self._next_score += self._hop
         if final and self.n_frames > 0:
-            out += self._score(frames, base, self.n_frames, t0, chunk, final=True)
+            out += self._score(frames, frames_heard, base, self.n_frames, t0, chunk, final=True)
         self._causal = frames[-self._window:].copy()  # a view would keep a long chunk's frames alive
+        self._heard = frames_heard[-self._window:].copy()
         return out
 
-    def _score(self, frames: np.ndarray, base: int, end: int, t0: float, chunk: int, final: bool) -> list[Detection]:
-        """Score the window of frames ending (exclusive) at absolute frame ``end``."""
+    def _score(self, frames: np.ndarray, heard: np.ndarray, base: int, end: int, t0: float, chunk: int,
+               final: bool) -> list[Detection]:
+        """Score the window of frames ending (exclusive) at absolute frame ``end``.
+
+        The window starts at its first frame that was not wholly silent (digital silence is
+        not scored: a window of it alone scores nothing and resets the confirmations)."""
         start = max(end - self._window, 0)
+        h = heard[start - base:end - base]
+        if not h.any():
+            self._pending.clear()
+            return []
+        start += int(np.argmax(h))
         emb = self.bundle.encode_bidirectional(frames[start - base:end - base])
         s, att, _ = self.bundle.score(self.queries.embeddings, emb)
         self.last_window = WindowScores(start, end, s, att)

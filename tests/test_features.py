@@ -62,4 +62,64 @@ def test_frame_count_and_short_audio():
 
 def test_silence_is_finite():
     f = features(np.zeros(8000, np.float32), CFG)
-    assert np.all(np.isfinite(f)) and np.abs(f).max() == 0.0
+    assert np.all(f == CFG.silence_feature)
+
+
+def _with_zeros(x, sr=16000):
+    """Speech with 0.3 s of digital zeros before it, 1 s inside it and 0.5 s after it."""
+    z = lambda s: np.zeros(int(s * sr), np.float32)
+    h = len(x) // 2
+    return np.concatenate([z(0.3), x[:h], z(1.0), x[h:], z(0.5)])
+
+
+def test_numpy_matches_torch_with_digital_silence(fsdd_file):
+    import torch
+    from vpkl.model.frontend import FrontEnd
+    x = read_audio(fsdd_file, 16000)
+    x = _with_zeros(np.concatenate([x, 0.3 * x, x[::-1]]))
+    got = features(x, CFG)
+    ref, _ = FrontEnd(CFG)(torch.from_numpy(x)[None])
+    assert np.abs(got - ref[0].numpy()).max() < 1e-4
+    # a batch: one row with silence, one without (padded): each as on its own
+    y = read_audio(fsdd_file, 16000)
+    batch = np.zeros((2, len(x)), np.float32)
+    batch[0], batch[1, :len(y)] = x, y
+    ref2, t = FrontEnd(CFG)(torch.from_numpy(batch), torch.tensor([len(x), len(y)]))
+    assert np.abs(ref2[0].numpy() - got).max() < 1e-4
+    assert np.abs(ref2[1, :t[1]].numpy() - features(y, CFG)).max() < 1e-4
+
+
+def test_silent_frames_leave_the_statistics_alone():
+    """The rule, checked by hand: normalising with some frames marked silent gives, on the
+    other frames, exactly the normalisation of those frames alone, and the silence feature
+    on the silent ones."""
+    from vpkl.runtime.features import CausalNormaliser
+    rng = np.random.default_rng(0)
+    x = rng.normal(-8, 3, (300, 40))
+    silent = np.zeros(300, bool)
+    silent[:20] = silent[100:160] = silent[290:] = True
+    got = CausalNormaliser(CFG)(x, silent)
+    assert np.all(got[silent] == CFG.silence_feature)
+    assert np.abs(got[~silent] - CausalNormaliser(CFG)(x[~silent])).max() < 1e-12
+
+
+def test_streaming_pieces_match_whole_with_silence(fsdd_file):
+    from vpkl.runtime.features import StreamingFrontEnd
+    x = _with_zeros(read_audio(fsdd_file, 16000))
+    whole = features(x, CFG)
+    fe, rng, out, i = StreamingFrontEnd(CFG), np.random.default_rng(1), [], 0
+    while i < len(x):
+        n = int(rng.integers(1, 3000))
+        out.append(fe(x[i:i + n]))
+        i += n
+    assert np.abs(np.concatenate(out) - whole).max() < 1e-5
+
+
+def test_one_lsb_noise_is_silent_and_room_noise_is_not():
+    """The silence level (-85 dB re full-scale white noise) sits between 16-bit audio that
+    toggles by one step and real room noise (-60 to -80 dB)."""
+    rng = np.random.default_rng(0)
+    lsb = (rng.integers(-1, 2, 16000) / 32768).astype(np.float32)
+    assert np.all(features(lsb, CFG) == CFG.silence_feature)
+    room = (10 ** (-75 / 20) * rng.standard_normal(16000)).astype(np.float32)
+    assert not np.any(np.all(features(room, CFG) == CFG.silence_feature, axis=1))

@@ -203,3 +203,17 @@ def test_nan_late_in_a_long_file_is_named(shipped, tmp_path):
     b, q = shipped
     with pytest.raises(VpklInputError, match=r"late\.wav: the audio holds NaN or infinite sample\(s\), the first at 70\.000 s"):
         detect(b, str(p), q)
+
+
+def test_windows_of_digital_silence_alone_are_not_scored(shipped):
+    """25.5 s of zeros, example_4 (2.6 s, frames 1275-1401), 11.9 s of zeros: only the two windows
+    that hold some of the example are scored, not the last one ([1499, 1999), silence alone); 25 s
+    of zeros alone still gets one window, so every keyword has an answer."""
+    b, q = shipped
+    ex = read_audio(f"{EXAMPLES}/example_4.wav", SR)
+    x = np.zeros(40 * SR, np.float32)
+    x[51 * SR // 2:51 * SR // 2 + len(ex)] = ex
+    assert [(w.start, w.end) for w in scan(b, x, q.embeddings)] == [(1000, 1500), (1250, 1750)]
+    res = detect(b, x, q)
+    assert {r.keyword for r in res if r.detected} >= {"seven", "eight"}
+    assert [(w.start, w.end) for w in scan(b, np.zeros(25 * SR, np.float32), q.embeddings)] == [(749, 1249)]

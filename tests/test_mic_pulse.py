@@ -29,6 +29,7 @@ from conftest import EXAMPLES, ROOT
 SR = 16000
 GAP_S = 1.0        # digital silence before, between and after the examples, as an idle device gives
 TOLERANCE_S = 0.15  # 7.5 frames: stream and detect localise a word up to a few frames apart
+MIC_TOLERANCE_S = 0.06  # 3 frames: the microphone against the same stream from the file
 MAX_SHIFT_S = 10.0  # playback begins at most this long after vpkl starts recording; it may also come
                     # early by up to GAP_S: PulseAudio can drop some of the leading silence (measured: 0.09 s)
 
@@ -112,42 +113,53 @@ def _listen(sink: str, wav: str, shipped_bundle: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines()]
 
 
-def _best_shift(found: list, wanted: list) -> tuple[float, int]:
-    """The shift (stream time - file time, -GAP_S to MAX_SHIFT_S seconds) that matches the most ``wanted`` (keyword, time)
-    with a ``found`` one within TOLERANCE_S; returns (shift, matched)."""
+def _matches(found: list, wanted: list, shift: float, tol: float) -> list[bool]:
+    """Per ``wanted`` (keyword, seconds): is there a ``found`` one of that keyword at it + shift, within tol?"""
+    return [any(kf == kw and abs(f - shift - w) <= tol for kf, f in found) for kw, w in wanted]
+
+
+def _best_shift(found: list, wanted: list, tol: float) -> float:
+    """The shift (stream time - file time, -GAP_S to MAX_SHIFT_S seconds) that matches the most
+    ``wanted`` (keyword, time) with a ``found`` one within ``tol``."""
     shifts = [f - w for kf, f in found for kw, w in wanted if kf == kw and -GAP_S <= f - w <= MAX_SHIFT_S]
-    best = (0.0, 0)
-    for s in shifts:
-        n = sum(any(kf == kw and abs(f - s - w) <= TOLERANCE_S for kf, f in found) for kw, w in wanted)
-        if n > best[1]:
-            best = (s, n)
-    return best
+    return max(shifts, key=lambda s: sum(_matches(found, wanted, s, tol)), default=0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="the causal normaliser is wrecked by the digital zeros an idle device "
-                   "gives (heard 1 of 8 keywords); the front-end fix is coming from main")
 def test_mic_hears_what_detect_reports(null_sink, played, shipped_bundle):
     """The examples played into the null sink while `vpkl stream --mic` listens to its monitor
-    (PulseAudio resamples them to 44.1 kHz, vpkl back to 16 kHz): every keyword `detect` reports
-    for an example file is reported by the stream at the example's start in the played file plus
-    detect's time, within 0.15 s, after one shift common to all (when playback began in the stream,
-    -1 to 10 s); and every streamed detection is one of those or one that streaming the played
-    file itself reports (the stream reports every place a keyword fires, detect one per file)."""
+    (PulseAudio resamples them to 44.1 kHz, vpkl back to 16 kHz), after one shift common to all
+    (when playback began in the stream, -1 to 10 s):
+
+    - the microphone's detections are those of streaming the played file itself (Spotter on its
+      samples), one for one: the same keywords at the same times within 0.06 s;
+    - every keyword `vpkl detect` reports for an example file is heard at the example's start in
+      the played file plus detect's time (within 0.15 s) or inside a span where that keyword is
+      said in the example (examples.jsonl), but for at most one of the eight; a keyword missed so
+      is missed by streaming the file too (the stream's difference from detect, not the microphone's).
+    """
     wav, x, starts = played
     b = Bundle.load(shipped_bundle)
     q = enrol(b, folder_images(f"{EXAMPLES}/queries"))
     wanted = [(r.keyword, starts[f] + r.time_s) for f in sorted(starts)
               for r in detect(b, f"{EXAMPLES}/{f}", q) if r.detected]
     assert len(wanted) == 8
+    with open(f"{EXAMPLES}/examples.jsonl") as f:
+        spans = [(w, starts[e["audio"]] + t0, starts[e["audio"]] + t1) for e in map(json.loads, f)
+                 for w, t0, t1 in e["words"]]
     sp = Spotter(b, q)
     file_dets = [(d.keyword, d.time_s) for i in range(0, len(x), 1600) for d in sp.feed(x[i:i + 1600])]
     file_dets += [(d.keyword, d.time_s) for d in sp.flush()]
 
-    heard = _listen(null_sink, wav, shipped_bundle)
-    found = [(d["keyword"], d["time_s"]) for d in heard]
-    shift, matched = _best_shift(found, wanted)
-    assert matched == len(wanted), (f"heard {matched} of {len(wanted)} keywords detect reports "
-                                    f"(shift {shift:.2f} s); heard {found}, wanted {wanted}")
-    expected = wanted + file_dets
-    extra = [(k, t) for k, t in found if not any(k == kw and abs(t - shift - w) <= TOLERANCE_S for kw, w in expected)]
-    assert not extra, f"the stream heard {extra} (shift {shift:.2f} s); detect and the file stream give {expected}"
+    found = [(d["keyword"], d["time_s"]) for d in _listen(null_sink, wav, shipped_bundle)]
+    shift = _best_shift(found, file_dets, MIC_TOLERANCE_S)
+    where = f"(shift {shift:.3f} s): the microphone heard {found}; the file streamed gives {file_dets}"
+    assert all(_matches(found, file_dets, shift, MIC_TOLERANCE_S)), f"missed by the microphone {where}"
+    assert all(_matches(file_dets, found, -shift, MIC_TOLERANCE_S)), f"heard only by the microphone {where}"
+
+    def said(kw, t):  # heard by the microphone inside a span where kw is said, around t
+        return any(kf == kw and w == kw and t0 <= f - shift <= t1 and t0 - 1 <= t <= t1 + 1
+                   for kf, f in found for w, t0, t1 in spans)
+    heard = [m or said(kw, t) for m, (kw, t) in zip(_matches(found, wanted, shift, TOLERANCE_S), wanted)]
+    missed = [w for w, h in zip(wanted, heard) if not h]
+    assert len(missed) <= 1, f"detect reports {wanted}; not heard: {missed} {where}"
+    assert not any(_matches(file_dets, missed, 0.0, TOLERANCE_S)), f"{missed} only missed by the microphone {where}"

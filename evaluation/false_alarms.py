@@ -1,0 +1,131 @@
+"""False alarms per hour on keyword-free audio, misses per keyword, and the DET curve between them.
+
+A keyword spotter's users first ask how often it fires when no keyword is said. vpkl measures it
+as they would meet it: keyword-free audio (long recordings, folders of clips, or manifest lines
+with no words) is streamed through :class:`~vpkl.runtime.stream.Spotter` in 100 ms chunks, and
+every detection is a false alarm. Misses come from the manifest's utterances with keywords in
+them, by the paper's protocol (Nortje & Kamper, SLT 2022, Sec. 5): a spoken (utterance, keyword)
+pair is missed when S is below the threshold.
+
+The Spotter's firing rule (confirmation over windows, refractory time) depends on the threshold,
+so the negatives are streamed once per threshold of the grid rather than read off one run's
+scores: the curve is what a user running `vpkl stream --threshold T` would see at each T.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from vpkl.runtime.audio import as_samples
+from vpkl.runtime.bundle import Bundle
+from vpkl.runtime.errors import VpklInputError
+from vpkl.runtime.queries import QuerySet
+from vpkl.runtime.stream import Spotter
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+CHUNK_S = 0.1
+THRESHOLDS = np.round(np.arange(0.50, 0.951, 0.025), 3)  # S in [0, 1]; the shipped threshold is near 0.63
+
+
+def negative_files(path: str) -> list[str]:
+    """An audio file, or a folder of them (searched recursively, sorted) -> file paths.
+
+    Raises:
+        VpklInputError: the path does not exist, or the folder holds no audio file.
+    """
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise VpklInputError(f"--negatives {path}: no such file or folder")
+    out = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs
+                 if f.lower().endswith(AUDIO_SUFFIXES) and not f.startswith("."))
+    if not out:
+        raise VpklInputError(f"--negatives {path}: no audio files in it (expected {', '.join(AUDIO_SUFFIXES)})")
+    return out
+
+
+def stream_detections(bundle: Bundle, queries: QuerySet, audio: np.ndarray, threshold: float) -> np.ndarray:
+    """Stream (n,) float32 samples at the bundle's rate through a fresh Spotter in 100 ms chunks.
+
+    Returns:
+        (Q,) int64 detections per query (each one a false alarm when no keyword is said).
+    """
+    sp = Spotter(bundle, queries, threshold=float(threshold))
+    step = int(round(CHUNK_S * bundle.front_end.sample_rate))
+    dets = []
+    for i in range(0, len(audio), step):
+        dets += sp.feed(audio[i:i + step])
+    dets += sp.flush()
+    index = {k: i for i, k in enumerate(queries.keywords)}
+    counts = np.zeros(len(queries), np.int64)
+    for d in dets:
+        counts[index[d.keyword]] += 1
+    return counts
+
+
+def false_alarms(bundle: Bundle, queries: QuerySet, sources: list, thresholds=THRESHOLDS,
+                 progress=None) -> dict:
+    """False alarms of each keyword at each threshold on keyword-free audio.
+
+    Args:
+        sources: audio file paths or (n,) sample arrays at the bundle's rate, none of which
+            holds a keyword (each is its own stream).
+        thresholds: (T,) thresholds on S, each in [0, 1].
+        progress: optional wrapper of an iterable (a progress bar).
+    Returns:
+        {"hours": float, "thresholds": (T,) float64, "counts": (T, Q) int64 false alarms,
+        "fa_per_hour": (T, Q) float64, "keywords": [Q names]}.
+    Raises:
+        VpklInputError: no source, an unreadable file, no audio at all.
+    """
+    if not sources:
+        raise VpklInputError("negatives: no keyword-free audio given")
+    thresholds = np.asarray(thresholds, np.float64)
+    sr = bundle.front_end.sample_rate
+    counts = np.zeros((len(thresholds), len(queries)), np.int64)
+    seconds = 0.0
+    for src in (progress(sources) if progress else sources):
+        name = src if isinstance(src, str) else "negative audio"
+        x = as_samples(src, sr, name)
+        seconds += len(x) / sr
+        for t, thr in enumerate(thresholds):
+            counts[t] += stream_detections(bundle, queries, x, thr)
+    hours = seconds / 3600.0
+    return {"hours": hours, "thresholds": thresholds, "counts": counts,
+            "fa_per_hour": counts / hours, "keywords": list(queries.keywords)}
+
+
+def miss_rates(scores: np.ndarray, spoken: np.ndarray, n_keywords: int, thresholds=THRESHOLDS) -> dict:
+    """Miss rates by the paper's protocol from :func:`~vpkl.evaluation.evaluate.score_manifest`.
+
+    Args:
+        scores, spoken: (P,) over (utterance, keyword) pairs, keyword-major within an
+            utterance (pair p is keyword p % n_keywords).
+    Returns:
+        {"thresholds": (T,), "per_keyword": (T, Q) misses / spoken (NaN for a keyword never
+        spoken), "pooled": (T,) all misses / all spoken pairs, "spoken": (Q,) int64}.
+    """
+    thresholds = np.asarray(thresholds, np.float64)
+    s = np.asarray(scores).reshape(-1, n_keywords)
+    y = np.asarray(spoken, bool).reshape(-1, n_keywords)
+    missed = (s[None] < thresholds[:, None, None]) & y[None]       # (T, U, Q)
+    n = y.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = missed.sum(axis=1) / n
+    return {"thresholds": thresholds, "per_keyword": per,
+            "pooled": missed.sum(axis=(1, 2)) / max(int(n.sum()), 1), "spoken": n}
+
+
+def threshold_for_target(fa_per_hour: np.ndarray, thresholds: np.ndarray, target: float) -> int | None:
+    """Index of the lowest threshold from which on false alarms per hour are at most ``target``.
+
+    The lowest such threshold misses the fewest keywords; "from which on" keeps a dip of the
+    measured curve below the target, followed by a rise above it, from being chosen.
+    ``fa_per_hour``: (T,) over increasing ``thresholds``; None when no threshold of the grid
+    meets the target.
+    """
+    meets = np.asarray(fa_per_hour) <= target
+    from_here = np.logical_and.accumulate(meets[::-1])[::-1]
+    ok = np.flatnonzero(from_here)
+    return int(ok[0]) if len(ok) else None

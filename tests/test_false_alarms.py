@@ -1,0 +1,88 @@
+"""False alarms per hour, misses per keyword, DET curves and threshold choice (issue: a spotter that
+stays quiet when no keyword is said). References: hand-computed cases, and `vpkl stream` run on the
+same audio as a user would."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vpkl.evaluation.false_alarms import (false_alarms, miss_rates, negative_files, stream_detections,
+                                          threshold_for_target)
+from vpkl.runtime.audio import read_audio
+from vpkl.runtime.bundle import Bundle
+from vpkl.runtime.errors import VpklInputError
+from vpkl.runtime.queries import enrol, folder_images
+
+from conftest import ASSETS, DATA, EXAMPLES, run_cli
+
+WORDS = os.path.join(DATA, "speech_commands_words")
+needs_words = pytest.mark.skipif(not os.path.isdir(WORDS), reason=f"Speech Commands words not found at {WORDS}")
+
+
+@pytest.fixture(scope="module")
+def model():
+    b = Bundle.load(os.path.join(ASSETS, "digits"), threads=1)
+    return b, enrol(b, folder_images(os.path.join(EXAMPLES, "queries")))
+
+
+def test_miss_rates_by_hand():
+    # two utterances x two keywords; keyword 0 spoken in both (S 0.7, 0.4), keyword 1 in neither
+    scores = np.array([0.7, 0.9, 0.4, 0.1])
+    spoken = np.array([True, False, True, False])
+    m = miss_rates(scores, spoken, 2, thresholds=[0.3, 0.5, 0.8])
+    assert np.allclose(m["per_keyword"][:, 0], [0.0, 0.5, 1.0])
+    assert np.all(np.isnan(m["per_keyword"][:, 1]))
+    assert np.allclose(m["pooled"], [0.0, 0.5, 1.0]) and list(m["spoken"]) == [2, 0]
+
+
+def test_threshold_for_target_by_hand():
+    thr = np.array([0.5, 0.6, 0.7, 0.8])
+    assert threshold_for_target(np.array([40.0, 12.0, 3.0, 0.0]), thr, 5.0) == 2
+    assert threshold_for_target(np.array([40.0, 4.0, 8.0, 0.0]), thr, 5.0) == 3   # a dip, then above again
+    assert threshold_for_target(np.array([40.0, 30.0, 20.0, 10.0]), thr, 5.0) is None
+
+
+def test_digital_silence_gives_no_false_alarm(model):
+    b, q = model
+    fa = false_alarms(b, q, [np.zeros(60 * 16000, np.float32)], thresholds=[0.5, 0.6])
+    assert fa["hours"] == pytest.approx(60 / 3600) and fa["counts"].sum() == 0
+
+
+@needs_words
+def test_counts_match_vpkl_stream(model, tmp_path):
+    """The false alarms counted are the detections `vpkl stream --file` prints for the same audio."""
+    b, q = model
+    files = sorted(os.path.join(WORDS, f) for f in os.listdir(WORDS) if f.endswith(".wav"))[:12]
+    x = np.concatenate([read_audio(f, 16000) for f in files])
+    import soundfile as sf
+    wav = str(tmp_path / "words.wav")
+    sf.write(wav, x, 16000, subtype="FLOAT")
+    thr = b.threshold
+    r = run_cli("stream", "--bundle", os.path.join(ASSETS, "digits"), "--queries", os.path.join(EXAMPLES, "queries"),
+                "--file", wav, "--jsonl", "--threshold", str(thr))
+    assert r.returncode == 0, r.stderr
+    by_cli = [json.loads(l)["keyword"] for l in r.stdout.splitlines() if l.strip()]
+    counts = stream_detections(b, q, x, thr)
+    assert {k: int(c) for k, c in zip(q.keywords, counts) if c} == {k: by_cli.count(k) for k in set(by_cli)}
+
+
+@needs_words
+def test_false_alarms_fall_as_the_threshold_rises(model):
+    b, q = model
+    files = sorted(os.path.join(WORDS, f) for f in os.listdir(WORDS) if f.endswith(".wav"))[::10]
+    fa = false_alarms(b, q, files, thresholds=[0.55, 0.65, 0.8])
+    total = fa["counts"].sum(axis=1)
+    assert total[0] >= total[1] >= total[2]
+    assert fa["hours"] == pytest.approx(len(files) / 3600, rel=0.01)   # 1 s clips
+    assert np.allclose(fa["fa_per_hour"], fa["counts"] / fa["hours"])
+
+
+def test_negative_files_errors(tmp_path):
+    with pytest.raises(VpklInputError, match="--negatives .*no such file"):
+        negative_files(str(tmp_path / "missing"))
+    with pytest.raises(VpklInputError, match="no audio files"):
+        negative_files(str(tmp_path))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.wav").write_bytes(b"")
+    assert negative_files(str(tmp_path)) == [str(tmp_path / "a" / "x.wav")]

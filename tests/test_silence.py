@@ -1,0 +1,113 @@
+"""Digital silence (a padded file, an idle or warming-up microphone) before, inside and after each
+shipped example: the same detections as without it, times shifted, by `detect` and by `Spotter`.
+
+Reference: each example without the silence, run through the same path. The front end's rule for
+silent frames is in :mod:`vpkl.runtime.features`.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vpkl.runtime.audio import read_audio
+from vpkl.runtime.bundle import Bundle
+from vpkl.runtime.detect import detect
+from vpkl.runtime.queries import enrol, folder_images
+from vpkl.runtime.stream import Spotter
+
+from conftest import ASSETS, EXAMPLES
+
+SR = 16000
+PADS = (0.3, 1.0, 5.0)
+PLACES = ("before", "inside", "after")
+# The one case the shipped model (trained before the silence rule, never on digital silence) gets
+# wrong offline: with 5 s of zeros before example_3, "seven" scores 0.629 against the threshold 0.626.
+KNOWN_OFFLINE = {("example_3.wav", "before", 5.0)}
+# Streamed, every detection of the example is made again, none falls in the silence, but in these
+# cases a word the model scores near the threshold is also reported: the windows fall elsewhere
+# on the speech (trailing silence gives more windows over its end; leading silence passes through
+# the causal LSTMs). Mostly words that were said (nine, three, two), once not (nine on "five").
+KNOWN_STREAMED = {("example_1.wav", "before", p) for p in PADS} | {("example_4.wav", "before", p) for p in PADS} | {
+    ("example_1.wav", "inside", 5.0), ("example_2.wav", "inside", 1.0), ("example_2.wav", "inside", 5.0),
+    ("example_2.wav", "after", 1.0), ("example_2.wav", "after", 5.0), ("example_3.wav", "inside", 1.0),
+    ("example_3.wav", "inside", 5.0)}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    bundle = Bundle.load(os.path.join(ASSETS, "digits"), threads=1)
+    queries = enrol(bundle, folder_images(os.path.join(EXAMPLES, "queries")))
+    lines = [json.loads(l) for l in open(os.path.join(EXAMPLES, "examples.jsonl"))]
+    return bundle, queries, {l["audio"]: l for l in lines}
+
+
+def padded(x, words, place, pad):
+    """(audio with `pad` s of zeros at `place`, cut sample, seconds added before the cut)."""
+    z = np.zeros(int(pad * SR), np.float32)
+    if place == "before":
+        return np.concatenate([z, x]), 0, pad
+    if place == "after":
+        return np.concatenate([x, z]), len(x), pad
+    cut = int(SR * (words[0][2] + words[1][1]) / 2)       # in the pause after the first word
+    return np.concatenate([x[:cut], z, x[cut:]]), cut, pad
+
+
+def shifted(t_s, cut, pad):
+    return t_s + pad if t_s * SR >= cut else t_s
+
+
+def offline(bundle, queries, x):
+    return {r.keyword: r.time_s for r in detect(bundle, x, queries) if r.detected}
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("pad", PADS)
+@pytest.mark.parametrize("name", [f"example_{i}.wav" for i in range(1, 5)])
+def test_detect_ignores_digital_silence(setup, name, place, pad):
+    bundle, queries, lines = setup
+    x = read_audio(os.path.join(EXAMPLES, name), SR)
+    ref = offline(bundle, queries, x)
+    y, cut, add = padded(x, lines[name]["words"], place, pad)
+    got = offline(bundle, queries, y)
+    if (name, place, pad) in KNOWN_OFFLINE:
+        pytest.xfail(f"known: {name} with {pad} s of zeros {place}: got {sorted(got)}, expected {sorted(ref)}")
+    assert sorted(got) == sorted(ref)
+    for kw, t in ref.items():
+        assert abs(got[kw] - shifted(t, cut, add)) <= 2 / bundle.frame_rate + 1e-9, kw
+
+
+def streamed(bundle, queries, x):
+    sp = Spotter(bundle, queries)
+    out = []
+    for i in range(0, len(x), 1600):                  # 100 ms chunks, as `vpkl stream` feeds them
+        out += sp.feed(x[i:i + 1600])
+    return [(d.keyword, d.time_s) for d in out + sp.flush()]
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("pad", PADS)
+@pytest.mark.parametrize("name", [f"example_{i}.wav" for i in range(1, 5)])
+def test_spotter_ignores_digital_silence(setup, name, place, pad):
+    bundle, queries, lines = setup
+    x = read_audio(os.path.join(EXAMPLES, name), SR)
+    ref = streamed(bundle, queries, x)
+    y, cut, add = padded(x, lines[name]["words"], place, pad)
+    got = streamed(bundle, queries, y)
+    want = [(k, shifted(t, cut, add)) for k, t in ref]
+    tol = 2 / bundle.frame_rate + 1e-9
+    for k, u in want:                                   # every detection of the example is still made
+        assert any(g == k and abs(t - u) <= tol for g, t in got), (k, u, got)
+    lo, hi = cut / SR, cut / SR + add                   # and none is placed in the silence
+    assert not [(k, t) for k, t in got if lo + tol < t < hi - tol], got
+    if (name, place, pad) in KNOWN_STREAMED:
+        pytest.xfail(f"known: {name} with {pad} s of zeros {place} also detects "
+                     f"{sorted(set(got) - set(want))}")
+    assert len(got) == len(want), (got, want)
+
+
+def test_digital_silence_alone_detects_nothing(setup):
+    bundle, queries, _ = setup
+    x = np.zeros(10 * SR, np.float32)
+    assert offline(bundle, queries, x) == {}
+    assert streamed(bundle, queries, x) == []
