@@ -90,12 +90,15 @@ def _listen(sink: str, wav: str, shipped_bundle: str) -> list[dict]:
     env = dict(os.environ, PULSE_SOURCE=f"{sink}.monitor", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--queries",
            f"{EXAMPLES}/queries", "--mic", "--device", "pulse", "--jsonl"]
+    monitor = [line.split("\t")[0] for line in _pactl("list", "short", "sources").stdout.splitlines()
+               if line.split("\t")[1:2] == [f"{sink}.monitor"]]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
-        for _ in range(120):  # until vpkl records from the monitor (a source output exists)
+        for _ in range(120):  # until vpkl records from the monitor (a source output on it exists)
             if proc.poll() is not None:
                 pytest.fail(f"vpkl stream --mic ended before recording: {proc.communicate()[1]}")
-            if _pactl("list", "short", "source-outputs").stdout.strip():
+            if any(line.split("\t")[1:2] == monitor
+                   for line in _pactl("list", "short", "source-outputs").stdout.splitlines()):
                 break
             time.sleep(0.25)
         else:
