@@ -176,10 +176,12 @@ class Bundle:
                 None: the ``VPKL_SCORER`` environment variable, else "auto".
             head_precision: the native head's "fp32", "bf16" or "int8" (:mod:`vpkl.runtime.scorer`).
         Raises:
-            VpklInputError: not a folder, a file missing, unreadable config, another format
-                version, a graph that onnxruntime cannot load, a graph that does not fit the
-                config, or one whose bytes changed after export (SHA-256 in config.json); a
-                thread count that is not a whole number >= 0.
+            VpklInputError: not a folder, a folder or config that may not be read (permission),
+                a file missing, unreadable config, another format version, a config value that
+                contradicts the others or the model (:func:`check_config`), a graph that
+                onnxruntime cannot load, a graph that does not fit the config, or one whose bytes
+                changed after export (SHA-256 in config.json); a thread count that is not a whole
+                number >= 0, an unknown head precision (:mod:`vpkl.runtime.checks`).
         """
         threads = check_threads(threads)
         check_choice(head_precision, HEAD_PRECISIONS, "head_precision")
