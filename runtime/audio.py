@@ -19,6 +19,7 @@ import soxr
 from .errors import VpklInputError, VpklWarning
 
 MIN_RATE, MAX_RATE = 1000, 768000  # Hz: sample rates vpkl reads (resampling from 1 Hz to 16 kHz ran out of memory)
+PIPE_LIMIT = 256 << 20  # bytes read from a path that is not a regular file (a pipe, /dev/stdin)
 STREAMED_SIZE = 0xFFFFFFFF  # a RIFF or data size a streaming writer leaves: "until the end of the file"
 
 
@@ -149,11 +150,12 @@ def open_audio(path: str) -> sf.SoundFile:
     block by block by the streaming file source).
 
     A path that is not a regular file (``/dev/stdin``, a named pipe) cannot be seeked, which
-    libsndfile needs: it is read whole into memory first.
+    libsndfile needs: it is read whole into memory first, up to PIPE_LIMIT bytes.
 
     Raises:
         VpklInputError: missing file, a folder, no permission, empty, truncated WAV, not audio
-            libsndfile reads, a sample rate outside MIN_RATE .. MAX_RATE.
+            libsndfile reads, a sample rate outside MIN_RATE .. MAX_RATE, a pipe or device
+            beyond PIPE_LIMIT.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -168,7 +170,11 @@ def open_audio(path: str) -> sf.SoundFile:
                     _check_riff(raw, size, path)
                 source = path
             else:
-                source = io.BytesIO(raw.read())
+                data = raw.read(PIPE_LIMIT + 1)  # /dev/zero would otherwise be read forever
+                if len(data) > PIPE_LIMIT:
+                    raise VpklInputError(f"{path}: not a regular file and longer than {PIPE_LIMIT / 2 ** 20:g} MiB "
+                                         "(read whole into memory): give a file, or stream it with `vpkl stream -`")
+                source = io.BytesIO(data)
                 size = len(source.getbuffer())
                 if size:
                     _check_riff(source, size, path)

@@ -149,3 +149,11 @@ def test_wav_through_a_pipe_is_read(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], input=p.read_bytes(), capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr.decode()
     assert np.array_equal(np.frombuffer(r.stdout, np.float32), want)
+
+
+def test_endless_device_is_refused(monkeypatch):
+    """A path that is not a regular file is read whole: /dev/zero must end in one line, not fill memory."""
+    import vpkl.runtime.audio as audio
+    monkeypatch.setattr(audio, "PIPE_LIMIT", 1 << 16)
+    with pytest.raises(VpklInputError, match="/dev/zero: not a regular file and longer than 0.0625 MiB"):
+        read_audio("/dev/zero", SR)
