@@ -340,3 +340,17 @@ def test_unreadable_bundle_folder_really(shipped_bundle, example_queries, bad_fi
                str(b), "permission denied")
     finally:
         os.chmod(b, 0o755)
+
+
+def test_opposite_phase_raw_stream_warns_once(shipped_bundle, example_queries):
+    import subprocess
+    import sys
+    x = (0.3 * 32767 * np.sin(np.arange(32000) / 5.0)).astype(np.int16)
+    pcm = np.stack([x, -x], 1).tobytes()
+    r = subprocess.run([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--query",
+                        example_queries[0], "--channels", "2", "-"], input=pcm, capture_output=True, timeout=300)
+    err = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 0 and "Traceback" not in r.stderr.decode()
+    assert [e for e in err if "warning" in e] == [
+        "vpkl: warning: stdin: its 2 channels cancel when averaged to mono (the mix keeps 0.0% of their energy: "
+        "channels in opposite phase?); the words may be lost: give one channel (e.g. sox in.wav out.wav remix 1)"]
