@@ -11,8 +11,9 @@ import os
 import signal
 import sys
 import time
+import warnings
 
-from vpkl.runtime.errors import VpklInputError
+from vpkl.runtime.errors import VpklInputError, VpklWarning
 
 DEFAULT_DATA = os.environ.get("VPKL_DATA", os.path.join("..", "shared", "data"))
 
@@ -63,10 +64,9 @@ def _add_scorer_args(p) -> None:
 
 
 def _threshold(a, bundle) -> float:
-    t = bundle.threshold if a.threshold is None else a.threshold
-    if not 0.0 <= t <= 1.0:
-        raise VpklInputError(f"--threshold: expected a score in [0, 1], got {t}")
-    return t
+    """--threshold checked by the runtime's one rule (the bundle's own was checked by Bundle.load)."""
+    from vpkl.runtime.checks import check_threshold
+    return bundle.threshold if a.threshold is None else check_threshold(a.threshold, "--threshold")
 
 
 def format_table(name: str, results) -> str:
@@ -437,10 +437,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warnings(show):
+    """warnings.showwarning that prints vpkl's own warnings (VpklWarning) as one line on stderr."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, VpklWarning):
+            print(f"vpkl: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restores showwarning after the command
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
     except VpklInputError as e:
         print(f"vpkl: error: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import numpy as np
 
 from .audio import as_samples
 from .bundle import Bundle
+from .checks import resolve_thresholds
 from .errors import VpklInputError
 from .features import features
 from .queries import QuerySet
@@ -69,18 +70,21 @@ def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str =
     Args:
         audio: a file path, or (n_samples,) int/float samples at the bundle's sample rate.
         queries: enrolled queries (:func:`vpkl.runtime.queries.enrol`).
-        threshold: one float, a {keyword: float} dict, or None (the bundle's).
+        threshold: one float, a {keyword: float} dict (others get the bundle's), or None (the
+            bundle's); each in [0, 1] (:func:`vpkl.runtime.checks.resolve_thresholds`).
     Returns:
         One :class:`KeywordResult` per query, in the query set's order.
+    Raises:
+        VpklInputError: no queries, a bad threshold, or audio that cannot be used.
     """
     if len(queries) == 0:
         raise VpklInputError("queries: no query enrolled")
+    thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold)
     frames = embed_audio(bundle, audio, name)
     s, att, _ = bundle.score(queries.embeddings, frames)
     out = []
     for k, kw in enumerate(queries.keywords):
-        thr = bundle.threshold if threshold is None else (
-            threshold.get(kw, bundle.threshold) if isinstance(threshold, dict) else float(threshold))
+        thr = thresholds[k]
         n = int(np.argmax(att[k]))
         out.append(KeywordResult(kw, float(s[k]), bool(s[k] >= thr), float(thr), n,
                                  float(bundle.frame_time(n)), att[k]))
