@@ -16,8 +16,9 @@ SHIPPED_BUNDLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 AUDIO_HELP = textwrap.fill(
     "Audio: any file libsndfile reads (WAV, FLAC, OGG/Vorbis, MP3 with libsndfile 1.1 or later as in soundfile's "
     "wheels, AIFF, ...), any sample rate (resampled to the bundle's 16 kHz with soxr), channels averaged. Audio "
-    "recorded below 16 kHz (8 kHz telephone speech, say) has no energy in the upper mel bands the model learnt "
-    "from and loses accuracy.", 100)
+    "recorded below 16 kHz (8 kHz telephone speech, say) has no energy in the upper mel bands (above 4 kHz at "
+    "8 kHz): a model trained on 16 kHz speech loses accuracy on it. The shipped digits model is the exception: it "
+    "learnt from 8 kHz recordings (FSDD) resampled to 16 kHz.", 100)
 
 
 def _shipped_threshold() -> str:
