@@ -44,7 +44,7 @@ def plot_paths(out: str, audio: list) -> list:
     if len(audio) == 1:
         return [out]
     stem, ext = os.path.splitext(out)
-    return [f"{stem}_{os.path.splitext(os.path.basename(p))[0]}{ext or '.png'}" for p in audio]
+    return [f"{stem}_{os.path.splitext(os.path.basename(p))[0]}{ext}" for p in audio]
 
 
 def _truth(manifest: str | None) -> dict:
@@ -53,6 +53,29 @@ def _truth(manifest: str | None) -> dict:
         return {}
     from vpkl.evaluation.manifest import read_manifest
     return {os.path.realpath(e.audio): e.words for e in read_manifest(manifest)}
+
+
+def _check_plots(out: str, plots: list, force: bool) -> None:
+    """Before any work: matplotlib is there, --plot's suffix is a format it writes, its folder exists,
+    the names differ, and nothing is overwritten without --force. Raises VpklInputError naming --plot."""
+    from vpkl.runtime.plot import file_formats
+    try:
+        formats = file_formats()
+    except VpklInputError as e:  # matplotlib missing: the line names the plot extra
+        raise VpklInputError(f"--plot: {str(e).removeprefix('plot: ')}") from None
+    if os.path.splitext(out)[1][1:].lower() not in formats:
+        raise VpklInputError(f"--plot {out}: expected a file name ending in one of "
+                             f"{', '.join('.' + f for f in formats)} (the image format)")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise VpklInputError(f"--plot {out}: the folder {folder} does not exist")
+    if len(set(plots)) < len(plots):
+        raise VpklInputError(f"--plot {out}: two audio files have the same name; plot them in separate runs")
+    for p in plots:
+        if os.path.isdir(p):
+            raise VpklInputError(f"--plot {p}: is a folder, expected an image file name")
+        if os.path.exists(p) and not force:
+            raise VpklInputError(f"--plot {p}: already exists; pass --force to overwrite it")
 
 
 def cmd_detect(a) -> int:
@@ -64,17 +87,9 @@ def cmd_detect(a) -> int:
     if a.manifest is not None and a.plot is None:
         raise VpklInputError("--manifest: only with --plot (it gives the true words to draw)")
     plots = plot_paths(a.plot, a.audio) if a.plot else [None] * len(a.audio)
-    for p in plots:  # before any work: nothing a user gave is overwritten without --force
-        if p is not None and os.path.exists(p) and not a.force:
-            raise VpklInputError(f"--plot {p}: already exists; pass --force to overwrite it")
     if a.plot:
-        from vpkl.runtime.plot import figure_class, plot_detections
-        if len(set(plots)) < len(plots):
-            raise VpklInputError("--plot: two audio files have the same name; plot them in separate runs")
-        try:
-            figure_class()  # matplotlib missing: one line now, before any work
-        except VpklInputError as e:
-            raise VpklInputError(f"--plot: {str(e).removeprefix('plot: ')}") from None
+        _check_plots(a.plot, plots, a.force)
+        from vpkl.runtime.plot import plot_detections
     truth = _truth(a.manifest)
     bundle = load_bundle(a)
     queries = enrol(bundle, query_images(a, "detect", announce=False))  # the table names the keywords
@@ -86,7 +101,10 @@ def cmd_detect(a) -> int:
             if plot is not None:
                 fig = plot_detections(bundle, as_samples(path, bundle.front_end.sample_rate, path), res,
                                       truth.get(os.path.realpath(path)), title=path)
-                fig.savefig(plot, dpi=100)
+                try:
+                    fig.savefig(plot, dpi=100)
+                except OSError as e:
+                    raise VpklInputError(f"--plot {plot}: cannot write it ({e.strerror or e})") from None
         except VpklInputError as e:  # this file's error in its place; the others still get their results
             failed += 1
             print(f"vpkl: error: {e}", file=sys.stderr, flush=True)
@@ -112,7 +130,8 @@ def add_parser(sub) -> None:
     d.add_argument("--attention", action="store_true", help="with --json: include per-frame aud_att")
     d.add_argument("--plot", metavar="OUT.png", default=None,
                    help="draw the log-mel features with each keyword's aud_att, localised frame and S against the "
-                        "threshold (pip install 'vpkl[plot]'); several files: OUT_{audio stem}.png")
+                        "threshold; the suffix picks the format (.png, .pdf, .svg, ...); several files: "
+                        "OUT_{audio stem}.png; needs the plot extra")
     d.add_argument("--manifest", metavar="FILE", default=None,
                    help="with --plot: a JSON-lines manifest whose true words are drawn for the files it lists")
     d.add_argument("--force", action="store_true", help="overwrite existing --plot files")

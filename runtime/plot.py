@@ -33,6 +33,17 @@ def figure_class():
     return Figure
 
 
+def file_formats() -> list:
+    """The file suffixes matplotlib can write a figure to (png, pdf, svg, ...), without the dot.
+
+    Raises:
+        VpklInputError: matplotlib is not installed (see :func:`figure_class`).
+    """
+    figure_class()
+    from matplotlib.backend_bases import FigureCanvasBase
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
 def plot_detections(bundle, samples: np.ndarray, results: list, words=None, title: str = ""):
     """Draw one utterance's detections.
 

@@ -272,3 +272,9 @@ def test_plot_cli_writes_a_png_and_keeps_an_existing_one(capsys, tmp_path, examp
     assert rc == 2 and f"--plot {out}: already exists; pass --force" in err and out.read_bytes() == before
     rc, _, err = cli(capsys, "detect", "--queries", QUERIES, *example_wavs[:2], "--plot", tmp_path / "many.png")
     assert rc == 0 and sorted(os.listdir(tmp_path)) == ["many_example_1.png", "many_example_2.png", "p.png"]
+    for bad, what in (("p.xyz", "expected a file name ending in one of"), ("p", "ending in one of"),
+                      ("no/p.png", "does not exist"), ("dir.png", "is a folder")):
+        (tmp_path / "dir.png").mkdir(exist_ok=True)
+        rc, out, err = cli(capsys, "detect", "--queries", QUERIES, example_wavs[0], "--plot", tmp_path / bad)
+        assert rc == 2 and out == "" and f"vpkl: error: --plot {tmp_path / bad}: " in err and what in err, err
+    assert len(os.listdir(tmp_path)) == 4  # the three plots and the folder dir.png
