@@ -291,6 +291,17 @@ per keyword) and the files skipped in a --queries folder.
 {AUDIO_HELP}"""
 
 
+EVALUATE_EPILOG = """\
+The table (the paper's protocol, Nortje & Kamper SLT 2022), a row overall and per SNR band when the
+manifest gives snr_db:
+  pairs     (utterance, keyword) pairs scored: utterances x keywords with a query image
+  det P/R/F1  detection: a pair is detected when S >= the threshold; right when the keyword is said
+  loc P/R/F1  localisation: a detection is right only when the argmax frame of aud_att (its centre
+              time) falls inside one of that keyword's spoken spans
+  loc acc   the share of said keywords whose argmax frame falls inside, whatever S
+--json gives the same numbers."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     import vpkl
     p = argparse.ArgumentParser(prog="vpkl", description="Visually prompted keyword localisation: show an image of "
@@ -354,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jsonl", action="store_true", help="one JSON object per detection")
     s.set_defaults(func=cmd_stream)
 
-    e = sub.add_parser("evaluate", help="detection and localisation metrics on a JSON-lines manifest")
+    e = sub.add_parser("evaluate", help="detection and localisation metrics on a JSON-lines manifest",
+                       epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_bundle_args(e)
     e.add_argument("--manifest", required=True,
                    help='JSON lines: {"audio": "relative/path.wav", "words": [["seven", 0.52, 0.91]], "snr_db": 12.5}')
