@@ -17,7 +17,7 @@ from vpkl.runtime.errors import VpklInputError
 
 from . import detect
 from .common import (AUDIO_HELP, SHIPPED_BUNDLE, THRESHOLD_HELP, add_bundle_args, add_provider_args, add_query_args,
-                     add_scorer_args, flags, load_bundle, query_images, threshold)
+                     add_scorer_args, flags, load_bundle, providers, query_images, threshold)
 from .extras import missing_extra
 
 DEFAULT_DATA = os.environ.get("VPKL_DATA", os.path.join("..", "shared", "data"))
@@ -247,6 +247,7 @@ def cmd_info(a) -> int:
     from vpkl.runtime.scorer import PRECISIONS, make_scorer, native_module
     mod, why = native_module()
     chosen = None if a.bundle else make_scorer(None, a.scorer, a.head_precision).name  # bad settings: error first
+    graphs_on = providers(a)
     print(f"vpkl {vpkl.__version__}  python {platform.python_version()}  {platform.machine()}")
     if mod is None:
         print(f"native head: not available: {why}")
@@ -261,9 +262,10 @@ def cmd_info(a) -> int:
     if a.bundle:
         b = load_bundle(a)
         print(f"bundle {a.bundle}: preset {b.preset}, {b.precision} graphs, scorer {b.scorer.name}, "
-              f"graphs on {', '.join(b._image.get_providers())}")
+              f"graphs on {', '.join(b.providers)}")
     else:
-        print(f"scorer: {chosen} (--scorer/--head-precision or $VPKL_SCORER choose)")
+        print(f"scorer: {chosen} (--scorer/--head-precision or $VPKL_SCORER choose); graphs would run on "
+              f"{', '.join(p if isinstance(p, str) else p[0] for p in graphs_on)} (--provider chooses)")
     return 0
 
 

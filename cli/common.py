@@ -84,16 +84,23 @@ def add_bundle_args(p) -> None:
     add_provider_args(p)
 
 
+def providers(a) -> list:
+    """onnxruntime's provider list for --provider, --fp16 and --engine-cache, checked against this
+    onnxruntime (:mod:`vpkl.runtime.providers`); errors name the flags."""
+    from vpkl.runtime.providers import provider_list, session_providers
+    name = getattr(a, "provider", "cpu")
+    with flags({"provider": "--provider", "fp16": "--fp16", "cache_dir": "--engine-cache",
+                "providers": f"--provider {name}"}):
+        return session_providers(provider_list(name, getattr(a, "fp16", False), getattr(a, "engine_cache", None)))
+
+
 def load_bundle(a):
     """The bundle of ``a.bundle`` with the scorer and provider flags (defaults where a command has none)."""
     from vpkl.runtime.bundle import Bundle
-    from vpkl.runtime.providers import provider_list
-    with flags({"provider": "--provider", "fp16": "--fp16", "cache_dir": "--engine-cache",
-                "providers": f"--provider {getattr(a, 'provider', 'cpu')}"}):
-        providers = provider_list(getattr(a, "provider", "cpu"), getattr(a, "fp16", False),
-                                  getattr(a, "engine_cache", None))
+    chosen = providers(a)
+    with flags({"providers": f"--provider {getattr(a, 'provider', 'cpu')}"}):  # a provider that did not start
         return Bundle.load(a.bundle, scorer=getattr(a, "scorer", None),
-                           head_precision=getattr(a, "head_precision", "fp32"), providers=providers)
+                           head_precision=getattr(a, "head_precision", "fp32"), providers=chosen)
 
 
 def threshold(a, bundle) -> float:

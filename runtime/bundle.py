@@ -70,7 +70,8 @@ class Bundle:
         precision: "fp32", "fp16" or "int8" (the image and audio graphs; the head is always fp32);
         causal_dim: H, the size of the causal frames between the two audio graphs;
         state_shape: (layers, 1, hidden) of each of the causal graph's h and c states;
-        scorer: the scoring head that runs (:mod:`vpkl.runtime.scorer`; ``scorer.name`` says which).
+        scorer: the scoring head that runs (:mod:`vpkl.runtime.scorer`; ``scorer.name`` says which);
+        providers: the onnxruntime execution providers the graphs' sessions run on, in order.
     """
 
     def __init__(self, path: str, config: dict, threads: int = 0, scorer: str | None = None,
@@ -89,6 +90,7 @@ class Bundle:
         self._causal = _session(os.path.join(path, "audio_causal.onnx"), threads, providers)
         self._bidir = _session(os.path.join(path, "audio_bidir.onnx"), threads, providers)
         self._head = _session(os.path.join(path, "head.onnx"), threads, providers)
+        self.providers = self._image.get_providers()
         self.scorer = make_scorer(self._head, scorer, head_precision, threads)
 
     @property

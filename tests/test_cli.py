@@ -179,6 +179,7 @@ def test_cpu_provider_is_the_default_and_gives_the_same_scores(shipped_bundle, e
     cpu = Bundle.load(shipped_bundle, providers=["CPUExecutionProvider"])
     for b in (default, cpu):
         assert all(s.get_providers() == ["CPUExecutionProvider"] for s in (b._image, b._causal, b._bidir, b._head))
+        assert b.providers == ["CPUExecutionProvider"]
     a, c = (detect(b, example_wavs[0], enrol(b, folder_images(QUERIES))) for b in (default, cpu))
     assert [r.score for r in a] == [r.score for r in c] and [r.frame for r in a] == [r.frame for r in c]
 
@@ -211,6 +212,8 @@ def test_unavailable_provider_names_its_package(capsys, shipped_bundle, example_
         rc, out, err = cli(capsys, "detect", "--queries", QUERIES, example_wavs[0], *flag)
         assert rc == 2 and out == "" and err.strip().splitlines() == [f"vpkl: error: {err.split('error: ')[1].strip()}"]
         assert what in err, err
+    rc, out, err = cli(capsys, "info", "--provider", "cuda")
+    assert rc == 2 and "--provider cuda: CUDAExecutionProvider is not available" in err
 
 
 def test_provider_that_falls_back_to_the_cpu_is_refused(monkeypatch, shipped_bundle):
