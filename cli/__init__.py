@@ -17,7 +17,7 @@ from vpkl.runtime.errors import VpklInputError
 
 from . import detect
 from .common import (AUDIO_HELP, SHIPPED_BUNDLE, THRESHOLD_HELP, add_bundle_args, add_provider_args, add_query_args,
-                     add_scorer_args, flags, load_bundle, providers, query_images, threshold)
+                     add_scorer_args, enrolled, flags, load_bundle, providers, query_images, skipped, threshold)
 from .extras import missing_extra
 
 DEFAULT_DATA = os.environ.get("VPKL_DATA", os.path.join("..", "shared", "data"))
@@ -97,13 +97,13 @@ def cmd_stream(a) -> int:
     from vpkl.runtime.latency import LatencyStats
     from vpkl.runtime.queries import enrol
     from vpkl.runtime.stream import Spotter, StreamConfig
-    if (a.query is None) == (a.queries is None):
-        raise VpklInputError("--query/--queries: give --query IMAGE (repeatable) or --queries DIR, one of the two")
+    groups = query_images(a)
     if not 0 < a.chunk_ms <= 60000:
         raise VpklInputError(f"--chunk-ms: expected 0 < milliseconds <= 60000 (a minute), got {a.chunk_ms}")
     bundle = load_bundle(a)
     name, chunks = _stream_source(a, bundle.front_end.sample_rate, a.chunk_ms / 1000)
-    queries = enrol(bundle, query_images(a, "stream"))
+    queries = enrol(bundle, groups)
+    notes = [enrolled("stream", groups)] + [n for n in [skipped("stream", a, groups)] if n]
     given = {"window_s": a.window_s, "hop_s": None if a.hop_ms is None else a.hop_ms / 1000,
              "min_window_s": a.min_window_s, "lookahead_s": a.lookahead_s, "confirm": a.confirm,
              "refractory_s": a.refractory_s}
@@ -129,6 +129,9 @@ def cmd_stream(a) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         for x in chunks:
+            for note in notes:  # once the source has opened: what was enrolled and skipped
+                print(note, file=sys.stderr, flush=True)
+            notes = []
             if x.size:  # a live source yields empty chunks while it waits
                 t = time.perf_counter()
                 try:
@@ -287,8 +290,8 @@ the same fields and span_s, window, chunk, threshold):
   latency     compute time from the chunk's arrival to the detection
   delay       audio heard after the localised frame when it fired
 Then on stderr a summary: seconds of audio, chunks, detections, RTF (compute time / audio time)
-and the chunk latency's p50 and p95. Before the audio, stderr lists the keywords enrolled (images
-per keyword) and the files skipped in a --queries folder.
+and the chunk latency's p50 and p95. Once the source has opened, stderr first lists the keywords
+enrolled (images per keyword) and the files skipped in a --queries folder.
 
 {AUDIO_HELP}"""
 

@@ -120,9 +120,8 @@ def add_query_args(p) -> None:
                         "on stderr")
 
 
-def query_images(a, command: str, announce: bool = True) -> dict:
-    """{keyword: [image paths]} from --query or --queries. On stderr: the files skipped in a
-    --queries folder, and with ``announce`` first what was enrolled (keywords, images each).
+def query_images(a) -> dict:
+    """{keyword: [image paths]} from --query or --queries.
 
     Raises:
         VpklInputError: neither or both flags, or what :func:`folder_images` refuses.
@@ -130,16 +129,21 @@ def query_images(a, command: str, announce: bool = True) -> dict:
     from vpkl.runtime.queries import folder_images, group_by_keyword
     if (a.query is None) == (a.queries is None):
         raise VpklInputError("--query/--queries: give --query IMAGE (repeatable) or --queries DIR, one of the two")
-    groups = group_by_keyword(a.query, strict=False) if a.query else folder_images(a.queries)
+    return group_by_keyword(a.query, strict=False) if a.query else folder_images(a.queries)
+
+
+def enrolled(command: str, groups: dict) -> str:
+    """The stderr line saying what was enrolled: keywords, and images per keyword."""
     n = sum(len(v) for v in groups.values())
-    if announce:
-        print(f"vpkl {command}: {len(groups)} keyword{'s' * (len(groups) != 1)} from {n} image{'s' * (n != 1)}: "
-              + ", ".join(f"{k} ({len(v)})" for k, v in groups.items()), file=sys.stderr)
-    if a.queries is not None:
-        used = {os.path.basename(p) for v in groups.values() for p in v}
-        skipped = [f + "/" * os.path.isdir(os.path.join(a.queries, f))
-                   for f in sorted(os.listdir(a.queries)) if f not in used]
-        if skipped:
-            print(f"vpkl {command}: skipped in {a.queries} (not .png/.jpg/.jpeg images): {', '.join(skipped)}",
-                  file=sys.stderr)
-    return groups
+    return (f"vpkl {command}: {len(groups)} keyword{'s' * (len(groups) != 1)} from {n} image{'s' * (n != 1)}: "
+            + ", ".join(f"{k} ({len(v)})" for k, v in groups.items()))
+
+
+def skipped(command: str, a, groups: dict) -> str | None:
+    """The stderr line naming the files of a --queries folder that are not query images, or None."""
+    if a.queries is None:
+        return None
+    used = {os.path.basename(p) for v in groups.values() for p in v}
+    names = [f + "/" * os.path.isdir(os.path.join(a.queries, f)) for f in sorted(os.listdir(a.queries))
+             if f not in used]
+    return f"vpkl {command}: skipped in {a.queries} (not .png/.jpg/.jpeg images): {', '.join(names)}" if names else None

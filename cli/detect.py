@@ -8,7 +8,8 @@ import sys
 
 from vpkl.runtime.errors import VpklInputError
 
-from .common import AUDIO_HELP, THRESHOLD_HELP, add_bundle_args, add_query_args, load_bundle, query_images
+from .common import (AUDIO_HELP, THRESHOLD_HELP, add_bundle_args, add_query_args, load_bundle, query_images,
+                     skipped)
 from .common import threshold as bundle_threshold
 
 DESCRIPTION = "Is the keyword of each query image spoken in each audio file, and where? One answer per keyword."
@@ -92,7 +93,11 @@ def cmd_detect(a) -> int:
         from vpkl.runtime.plot import plot_detections
     truth = _truth(a.manifest)
     bundle = load_bundle(a)
-    queries = enrol(bundle, query_images(a, "detect", announce=False))  # the table names the keywords
+    groups = query_images(a)
+    queries = enrol(bundle, groups)
+    note = skipped("detect", a, groups)  # the table names the keywords enrolled
+    if note:
+        print(note, file=sys.stderr)
     thr = bundle_threshold(a, bundle)
     out, failed = [], 0
     for path, plot in zip(a.audio, plots):

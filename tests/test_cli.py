@@ -77,6 +77,8 @@ def test_batch_keeps_the_good_files_results(capsys, tmp_path, example_wavs):
     for i, wav in ((0, example_wavs[0]), (2, example_wavs[3])):
         rc, single, _ = cli(capsys, "detect", *q, wav, "--json")
         assert rc == 0 and batch[i] == json.loads(single)
+    rc, out, err = cli(capsys, "detect", *q, missing, "--json")  # one file: one object, its error
+    assert rc == 2 and json.loads(out) == {"audio": missing, "error": f"{missing}: no such file"}
     rc, out, err = cli(capsys, "detect", *q, missing, example_wavs[0])  # the table: the good file still printed
     assert rc == 2 and out.startswith(example_wavs[0]) and "no such file" in err
 
