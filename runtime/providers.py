@@ -21,9 +21,10 @@ CPU = "CPUExecutionProvider"
 # short name (the CLI's --provider) -> (onnxruntime's provider name, the pip package that brings it)
 PROVIDERS = {
     "cpu": (CPU, "onnxruntime"),
-    "cuda": ("CUDAExecutionProvider", "onnxruntime-gpu (in place of onnxruntime; needs CUDA 12 and cuDNN 9)"),
+    "cuda": ("CUDAExecutionProvider",
+             "onnxruntime-gpu (in place of onnxruntime; with the CUDA and cuDNN libraries its release names)"),
     "tensorrt": ("TensorrtExecutionProvider",
-                 "onnxruntime-gpu (in place of onnxruntime) with NVIDIA TensorRT 10 (pip install tensorrt)"),
+                 "onnxruntime-gpu (in place of onnxruntime) with NVIDIA TensorRT (pip install tensorrt)"),
     "tensorrt-rtx": ("NvTensorRtRtxExecutionProvider", "onnxruntime-trt-rtx (in place of onnxruntime)"),
 }
 _PACKAGE = {name: package for name, package in PROVIDERS.values()}
