@@ -14,6 +14,7 @@ COMMAND_EXTRAS = {
     "vpkl-export": "export",     # torch, onnx, onnxscript
     "detect": "plot",            # matplotlib, for --plot only
     "stream": "mic",             # sounddevice, for --mic only
+    "benchmarks": "bench",       # python -m vpkl.benchmarks: torch (the reference), onnx, matplotlib
 }
 
 # optional module -> the pip package (distribution) that provides it

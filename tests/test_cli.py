@@ -157,13 +157,15 @@ def _extra_packages(extra: str) -> set:
     ("matplotlib", "matplotlib", "plot", ["detect", "--queries", QUERIES, "--plot", "{tmp}/p.png",
                                           os.path.join(EXAMPLES, "example_1.wav")]),
     ("torch", "torch", "export", ["vpkl-export", "{tmp}/m.ckpt", "--out", "{tmp}/b"]),
+    ("torch", "torch", "bench", ["benchmarks", "--quick", "--out", "{tmp}/b"]),
+    ("matplotlib", "matplotlib", "bench", ["benchmarks", "--quick", "--out", "{tmp}/b"]),
 ])
 def test_a_missing_extra_is_named_in_one_line(tmp_path, module, package, extra, args):
     """The module blocked as if not installed: one line naming the extra, which (pyproject.toml) brings
     the package; nothing written."""
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    main = "vpkl.export.cli" if args[0] == "vpkl-export" else "vpkl.cli"
-    args = args[1:] if args[0] == "vpkl-export" else args
+    main = {"vpkl-export": "vpkl.export.cli", "benchmarks": "vpkl.benchmarks.__main__"}.get(args[0], "vpkl.cli")
+    args = args[1:] if main != "vpkl.cli" else args
     code = f"import sys; sys.modules[{module!r}] = None; from {main} import main; sys.exit(main({args!r}))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     lines = r.stderr.strip().splitlines()
