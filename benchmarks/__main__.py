@@ -35,12 +35,8 @@ def main(argv=None) -> int:
 
         from . import report, suite
     except ModuleNotFoundError as e:  # the bench extra is not installed: say so in one line
-        from vpkl.cli.extras import missing_extra
-        line = missing_extra("benchmarks", e)
-        if line is None:
-            raise
-        print(line, file=sys.stderr)
-        return 2
+        from vpkl.cli.extras import exit_missing
+        return exit_missing("benchmarks", e)
     if a.threads < 1:
         print(f"vpkl benchmarks: error: --threads: expected a positive integer, got {a.threads}", file=sys.stderr)
         return 2

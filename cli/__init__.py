@@ -18,7 +18,7 @@ from vpkl.runtime.errors import VpklInputError
 from . import detect
 from .common import (AUDIO_HELP, SHIPPED_BUNDLE, THRESHOLD_HELP, add_bundle_args, add_provider_args, add_query_args,
                      add_scorer_args, enrolled, flags, load_bundle, providers, query_images, skipped, threshold)
-from .extras import missing_extra
+from .extras import exit_missing
 
 DEFAULT_DATA = os.environ.get("VPKL_DATA", os.path.join("..", "shared", "data"))
 
@@ -431,11 +431,7 @@ def main(argv=None) -> int:
         print(f"vpkl: error: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:  # an optional extra that is not installed: say which
-        line = missing_extra(args.command, e)
-        if line is None:
-            raise
-        print(line, file=sys.stderr)
-        return 2
+        return exit_missing(args.command, e)
     except KeyboardInterrupt:
         print("vpkl: interrupted", file=sys.stderr)
         return 130

@@ -6,6 +6,8 @@ detect, stream, evaluate and info run with it. The extras are named for what the
 """
 from __future__ import annotations
 
+import sys
+
 # command -> the extra that brings its optional packages
 COMMAND_EXTRAS = {
     "train": "train",            # torch, torchvision, scikit-learn, tqdm
@@ -34,3 +36,13 @@ def missing_extra(command: str, error: ModuleNotFoundError) -> str | None:
     prog = command if command.startswith("vpkl") else f"vpkl {command}"
     return (f"{prog}: error: needs the '{extra}' extra ({DISTRIBUTIONS[module]} is not installed): "
             f"pip install 'vpkl[{extra}]'")
+
+
+def exit_missing(command: str, error: ModuleNotFoundError) -> int:
+    """Print :func:`missing_extra`'s line on stderr and return the exit code 2; re-raise ``error``
+    when the missing module is not an optional dependency."""
+    line = missing_extra(command, error)
+    if line is None:
+        raise error
+    print(line, file=sys.stderr)
+    return 2
