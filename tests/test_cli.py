@@ -47,7 +47,7 @@ def test_bundle_defaults_to_the_shipped_one(capsys, shipped_bundle, example_wavs
     assert rc == 0 and json.loads(default) == json.loads(given)
 
 
-def test_detect_queries_folder_lists_what_it_enrolled_and_skipped(capsys, tmp_path, example_wavs):
+def test_detect_queries_folder_names_what_it_skipped(capsys, tmp_path, example_wavs):
     """--queries DIR gives what --query gives for the same images; stderr names the files that are
     not query images."""
     for p in FIVE_ONE:
