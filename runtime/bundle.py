@@ -9,6 +9,7 @@ import json
 import math
 import numbers
 import os
+import warnings
 
 import numpy as np
 import onnxruntime as ort
@@ -19,6 +20,7 @@ from .errors import VpklInputError
 from .features import FrontEndConfig
 from .images import ImageConfig
 from .scorer import PRECISIONS as HEAD_PRECISIONS
+from .providers import check_started, session_providers
 from .scorer import make_scorer
 
 FORMAT = "vpkl-bundle"
@@ -40,16 +42,28 @@ def graph_digests(folder: str) -> dict:
     return out
 
 
-def _session(path: str, threads: int) -> ort.InferenceSession:
+def _session(path: str, threads: int, providers: list | None = None) -> ort.InferenceSession:
+    """One onnxruntime session for the graph at ``path``.
+
+    ``providers``: a list checked by :func:`vpkl.runtime.providers.session_providers` (None: the
+    CPU). Raises VpklInputError naming the graph when onnxruntime cannot load it, or naming
+    ``providers`` when a requested execution provider did not start.
+    """
+    providers = providers or ["CPUExecutionProvider"]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        with warnings.catch_warnings():  # a provider that cannot start: check_started says so in one line
+            if providers != ["CPUExecutionProvider"]:
+                warnings.simplefilter("ignore")
+            session = ort.InferenceSession(path, opts, providers=providers)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
         raise VpklInputError(f"{path}: not a loadable ONNX graph ({str(e).splitlines()[0][:200]})") from None
+    check_started(session, providers, path)
+    return session
 
 
 def _number(cfg_path: str, key: str, v, integer: bool = False, low: float = 0.0, open_low: bool = True,
@@ -134,11 +148,12 @@ class Bundle:
         precision: "fp32", "fp16" or "int8" (the image and audio graphs; the head is always fp32);
         causal_dim: H, the size of the causal frames between the two audio graphs;
         state_shape: (layers, 1, hidden) of each of the causal graph's h and c states;
-        scorer: the scoring head that runs (:mod:`vpkl.runtime.scorer`; ``scorer.name`` says which).
+        scorer: the scoring head that runs (:mod:`vpkl.runtime.scorer`; ``scorer.name`` says which);
+        providers: the onnxruntime execution providers the graphs' sessions run on, in order.
     """
 
     def __init__(self, path: str, config: dict, threads: int = 0, scorer: str | None = None,
-                 head_precision: str = "fp32"):
+                 head_precision: str = "fp32", providers: list | None = None):
         self.path = path
         self.config = config
         self.preset = config["preset"]
@@ -149,10 +164,11 @@ class Bundle:
         self.threshold = float(config["threshold"])
         self.keywords = list(config["keywords"])
         self.precision = str(config.get("precision", "fp32"))
-        self._image = _session(os.path.join(path, "image.onnx"), threads)
-        self._causal = _session(os.path.join(path, "audio_causal.onnx"), threads)
-        self._bidir = _session(os.path.join(path, "audio_bidir.onnx"), threads)
-        self._head = _session(os.path.join(path, "head.onnx"), threads)
+        self._image = _session(os.path.join(path, "image.onnx"), threads, providers)
+        self._causal = _session(os.path.join(path, "audio_causal.onnx"), threads, providers)
+        self._bidir = _session(os.path.join(path, "audio_bidir.onnx"), threads, providers)
+        self._head = _session(os.path.join(path, "head.onnx"), threads, providers)
+        self.providers = self._image.get_providers()
         self.scorer = make_scorer(self._head, scorer, head_precision, threads)
 
     @property
@@ -166,7 +182,8 @@ class Bundle:
         return self._bidir.get_inputs()[0].shape[2]
 
     @classmethod
-    def load(cls, path: str, threads: int = 0, scorer: str | None = None, head_precision: str = "fp32") -> "Bundle":
+    def load(cls, path: str, threads: int = 0, scorer: str | None = None, head_precision: str = "fp32",
+             providers: list | None = None) -> "Bundle":
         """Open a bundle folder.
 
         Args:
@@ -175,16 +192,21 @@ class Bundle:
             scorer: "auto" (the native head if built, else head.onnx), "native" or "onnx";
                 None: the ``VPKL_SCORER`` environment variable, else "auto".
             head_precision: the native head's "fp32", "bf16" or "int8" (:mod:`vpkl.runtime.scorer`).
+            providers: onnxruntime execution providers for the graphs, as onnxruntime takes them
+                (names or (name, options) pairs; :func:`vpkl.runtime.providers.provider_list` builds
+                them by short name); None: the CPU. The CPU provider is appended when absent.
         Raises:
             VpklInputError: not a folder, a folder or config that may not be read (permission),
                 a file missing, unreadable config, another format version, a config value that
                 contradicts the others or the model (:func:`check_config`), a graph that
                 onnxruntime cannot load, a graph that does not fit the config, or one whose bytes
                 changed after export (SHA-256 in config.json); a thread count that is not a whole
-                number >= 0, an unknown head precision (:mod:`vpkl.runtime.checks`).
+                number >= 0, an unknown head precision (:mod:`vpkl.runtime.checks`); a provider
+                that this onnxruntime does not offer (naming its package) or that fails to start.
         """
         threads = check_threads(threads)
         check_choice(head_precision, HEAD_PRECISIONS, "head_precision")
+        providers = session_providers(providers)
         path = os.fspath(path)
         if not os.path.exists(path):
             raise VpklInputError(f"{path}: no such bundle folder")
@@ -218,7 +240,7 @@ class Bundle:
             raise VpklInputError(f"{cfg_path}: missing keys {', '.join(absent)}")
         check_config(config, cfg_path)
         try:
-            bundle = cls(path, config, threads, scorer, head_precision)
+            bundle = cls(path, config, threads, scorer, head_precision, providers)
         except VpklInputError:
             raise  # a graph onnxruntime cannot load: the message names the graph
         except (TypeError, ValueError, KeyError) as e:
