@@ -1,7 +1,7 @@
 """``python -m vpkl.benchmarks [--quick] [--out DIR] [--presets digits paper] [--threads N]``.
 
 Writes results.json, results.md and head_vs_queries.png into --out (default: benchmark_results).
-Needs the [train] extra (torch for the reference) and matplotlib. --quick runs the digits preset
+Needs the bench extra (torch for the reference, onnx, matplotlib). --quick runs the digits preset
 on small sizes in seconds (the tests run it, so this code cannot rot); the full run takes
 minutes and adds the paper preset, memory and, where the spoken-digit data is found, accuracy.
 """
@@ -27,11 +27,16 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=os.environ.get("VPKL_DATA", os.path.join("..", "shared", "data")),
                    help="spoken-digit data for the accuracy rows (skipped when absent)")
     a = p.parse_args(argv)
-    import torch
+    try:
+        import matplotlib  # noqa: F401  (report's plot: checked now, not after minutes of work)
+        import torch
 
-    from vpkl.model.vpkl_model import build_model
+        from vpkl.model.vpkl_model import build_model
 
-    from . import report, suite
+        from . import report, suite
+    except ModuleNotFoundError as e:  # the bench extra is not installed: say so in one line
+        from vpkl.cli.extras import exit_missing
+        return exit_missing("benchmarks", e)
     if a.threads < 1:
         print(f"vpkl benchmarks: error: --threads: expected a positive integer, got {a.threads}", file=sys.stderr)
         return 2

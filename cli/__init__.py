@@ -1,7 +1,8 @@
-"""The ``vpkl`` command: demo, detect, stream, evaluate, calibrate, make-dataset, train.
+"""The ``vpkl`` command: demo, detect, stream, evaluate, info, calibrate, make-dataset, train.
 
-Runtime commands (demo, detect, stream, evaluate) never import torch. Bad input ends in one line
-``vpkl: error: <what> `` on stderr and exit code 2.
+Runtime commands (demo, detect, stream, evaluate, info) never import torch and need no extra.
+Bad input ends in one line ``vpkl: error: <what>`` on stderr and exit code 2; so does a command
+whose optional extra is not installed (the line names the extra, :mod:`vpkl.cli.extras`).
 """
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ import os
 import signal
 import sys
 import time
+import warnings
 
-from vpkl.runtime.errors import VpklInputError
+from vpkl.runtime.errors import VpklInputError, VpklWarning
+
+from . import detect
+from .common import (AUDIO_HELP, SHIPPED_BUNDLE, THRESHOLD_HELP, add_bundle_args, add_provider_args, add_query_args,
+                     add_scorer_args, enrolled, flags, load_bundle, providers, query_images, skipped, threshold)
+from .extras import exit_missing
 
 DEFAULT_DATA = os.environ.get("VPKL_DATA", os.path.join("..", "shared", "data"))
 
@@ -44,62 +51,6 @@ def cmd_train(a) -> int:
                       seed=a.seed, sampling=a.sampling, loss=a.loss,
                       prototypes=not a.no_prototypes, threads=a.threads, concat=a.concat)
     print(json.dumps(train(cfg), indent=2))
-    return 0
-
-
-def _load(bundle_path: str, a=None):
-    from vpkl.runtime.bundle import Bundle
-    return Bundle.load(bundle_path, scorer=getattr(a, "scorer", None),
-                       head_precision=getattr(a, "head_precision", "fp32"))
-
-
-def _add_scorer_args(p) -> None:
-    from vpkl.runtime.scorer import PRECISIONS, SCORERS
-    p.add_argument("--scorer", choices=SCORERS, default=None,
-                   help="scoring head: the fused native kernel or the bundle's head.onnx (default: $VPKL_SCORER, "
-                        "else auto = native when built); `vpkl info` shows which runs")
-    p.add_argument("--head-precision", choices=PRECISIONS, default="fp32",
-                   help="native head precision (default fp32; bf16/int8: faster with many queries)")
-
-
-def _threshold(a, bundle) -> float:
-    t = bundle.threshold if a.threshold is None else a.threshold
-    if not 0.0 <= t <= 1.0:
-        raise VpklInputError(f"--threshold: expected a score in [0, 1], got {t}")
-    return t
-
-
-def format_table(name: str, results) -> str:
-    """Readable table of per-keyword results for one utterance (time = argmax frame of aud_att)."""
-    lines = [name, f"  {'keyword':<10} {'score':>6} {'thr':>6}  {'detected':<8} {'at (s)':>7} {'frame':>5}"]
-    for r in results:
-        lines.append(f"  {r.keyword:<10} {r.score:6.3f} {r.threshold:6.3f}  {'YES' if r.detected else 'no':<8} "
-                     f"{r.time_s:7.2f} {r.frame:>5}")
-    return "\n".join(lines)
-
-
-def cmd_detect(a) -> int:
-    from vpkl.runtime.detect import detect
-    from vpkl.runtime.progress import AudioProgress
-    from vpkl.runtime.queries import enrol, group_by_keyword
-    if a.attention and not a.json:
-        raise VpklInputError("--attention: only with --json (the table has no room for per-frame aud_att)")
-    bundle = _load(a.bundle, a)
-    queries = enrol(bundle, group_by_keyword(a.query, strict=False))
-    thr = _threshold(a, bundle)
-    out = []
-    for path in a.audio:
-        shown = AudioProgress(f"vpkl detect: {path}")  # on stderr, for audio of a minute or more
-        try:
-            res = detect(bundle, path, queries, thr, name=path, progress=shown)
-        finally:
-            shown.close()
-        if a.json:
-            out.append({"audio": path, "results": [r.to_dict(a.attention) for r in res]})
-        else:
-            print(format_table(path, res))
-    if a.json:
-        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
     return 0
 
 
@@ -145,27 +96,22 @@ def _stream_source(a, sample_rate: int, chunk_s: float):
 
 def cmd_stream(a) -> int:
     from vpkl.runtime.latency import LatencyStats
-    from vpkl.runtime.queries import enrol, folder_images, group_by_keyword
+    from vpkl.runtime.queries import enrol
     from vpkl.runtime.stream import Spotter, StreamConfig
-    if (a.query is None) == (a.queries is None):
-        raise VpklInputError("queries: give --query IMAGE (repeatable) or --queries DIR, one of the two")
+    groups = query_images(a)
     if not 0 < a.chunk_ms <= 60000:
         raise VpklInputError(f"--chunk-ms: expected 0 < milliseconds <= 60000 (a minute), got {a.chunk_ms}")
-    bundle = _load(a.bundle, a)
+    bundle = load_bundle(a)
     name, chunks = _stream_source(a, bundle.front_end.sample_rate, a.chunk_ms / 1000)
-    queries = enrol(bundle, group_by_keyword(a.query, strict=False) if a.query else folder_images(a.queries))
+    queries = enrol(bundle, groups)
+    notes = [enrolled("stream", groups)] + [n for n in [skipped("stream", a, groups)] if n]
     given = {"window_s": a.window_s, "hop_s": None if a.hop_ms is None else a.hop_ms / 1000,
              "min_window_s": a.min_window_s, "lookahead_s": a.lookahead_s, "confirm": a.confirm,
              "refractory_s": a.refractory_s}
-    try:
-        spotter = Spotter(bundle, queries, _threshold(a, bundle),
+    with flags({"window_s": "--window-s", "hop_s": "--hop-ms", "min_window_s": "--min-window-s",
+                "lookahead_s": "--lookahead-s", "refractory_s": "--refractory-s", "confirm": "--confirm"}):
+        spotter = Spotter(bundle, queries, threshold(a, bundle),
                           StreamConfig(**{k: v for k, v in given.items() if v is not None}))
-    except VpklInputError as e:  # name the flag, not the StreamConfig field
-        msg = str(e)
-        for field, flag in (("window_s", "--window-s"), ("hop_s", "--hop-ms"), ("min_window_s", "--min-window-s"),
-                            ("lookahead_s", "--lookahead-s"), ("refractory_s", "--refractory-s"), ("confirm", "--confirm")):
-            msg = msg.replace(f"{field}:", f"{flag}:", 1) if msg.startswith(f"{field}:") else msg
-        raise VpklInputError(msg) from None
     stats, found = LatencyStats(), 0
 
     def emit(dets) -> None:
@@ -184,6 +130,9 @@ def cmd_stream(a) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         for x in chunks:
+            for note in notes:  # once the source has opened: what was enrolled and skipped
+                print(note, file=sys.stderr, flush=True)
+            notes = []
             if x.size:  # a live source yields empty chunks while it waits
                 t = time.perf_counter()
                 try:
@@ -226,7 +175,8 @@ def cmd_calibrate(a) -> int:
     total = [sum(v[i] for v in res["graphs"].values()) for i in (0, 1)]
     for g, (x, y) in list(res["graphs"].items()) + [("all", total)]:
         print(f"  {g:<18} {x / 1e6:6.2f} MB -> {y / 1e6:6.2f} MB")
-    b32, b8 = _load(a.bundle), _load(a.out)
+    from vpkl.runtime.bundle import Bundle
+    b32, b8 = Bundle.load(a.bundle), Bundle.load(a.out)
     audio, images = res["held_out_audio"][:50], res["held_out_images"][:20]
     if not audio or not images:
         print("vpkl calibrate: warning: fewer than 5 utterances or images, so none was held out and the cost of "
@@ -265,7 +215,7 @@ def cmd_evaluate(a) -> int:
     from vpkl.evaluation.evaluate import evaluate
     from vpkl.evaluation.manifest import read_manifest
     from vpkl.runtime.queries import enrol, folder_images
-    bundle = _load(a.bundle, a)
+    bundle = load_bundle(a)
     entries = read_manifest(a.manifest)
     queries = enrol(bundle, folder_images(a.queries))
     unqueried = sorted({w for e in entries for w, _, _ in e.words} - set(queries.keywords))
@@ -274,7 +224,7 @@ def cmd_evaluate(a) -> int:
     progress = None
     if not a.json and sys.stderr.isatty():
         from vpkl.runtime.progress import progress
-    res = evaluate(bundle, entries, queries, _threshold(a, bundle), progress)
+    res = evaluate(bundle, entries, queries, threshold(a, bundle), progress)
     if a.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -301,6 +251,7 @@ def cmd_info(a) -> int:
     from vpkl.runtime.scorer import PRECISIONS, make_scorer, native_module
     mod, why = native_module()
     chosen = None if a.bundle else make_scorer(None, a.scorer, a.head_precision).name  # bad settings: error first
+    graphs_on = providers(a)
     print(f"vpkl {vpkl.__version__}  python {platform.python_version()}  {platform.machine()}")
     if mod is None:
         print(f"native head: not available: {why}")
@@ -310,11 +261,15 @@ def cmd_info(a) -> int:
         print(f"  CPU kernels: {kernels}")
         print("  CUDA kernel: " + ("built (reached through the C interface and vpkl._native.score(cuda=True); "
                                    "detect, stream and evaluate score on the CPU)" if mod.has_cuda() else "not built"))
+    import onnxruntime
+    print(f"onnxruntime {onnxruntime.__version__}: execution providers {', '.join(onnxruntime.get_available_providers())}")
     if a.bundle:
-        b = _load(a.bundle, a)
-        print(f"bundle {a.bundle}: preset {b.preset}, {b.precision} graphs, scorer {b.scorer.name}")
+        b = load_bundle(a)
+        print(f"bundle {a.bundle}: preset {b.preset}, {b.precision} graphs, scorer {b.scorer.name}, "
+              f"graphs on {', '.join(b.providers)}")
     else:
-        print(f"scorer: {chosen} (--scorer/--head-precision or $VPKL_SCORER choose)")
+        print(f"scorer: {chosen} (--scorer/--head-precision or $VPKL_SCORER choose); graphs would run on "
+              f"{', '.join(p if isinstance(p, str) else p[0] for p in graphs_on)} (--provider chooses)")
     return 0
 
 
@@ -327,11 +282,41 @@ def cmd_make_dataset(a) -> int:
     return 0
 
 
+STREAM_EPILOG = f"""\
+Output, one line per detection as soon as the stream allows (--jsonl: one JSON object each, with
+the same fields and span_s, window, chunk, threshold):
+  time        time_s: the centre of the localised frame, in seconds from the start of the stream
+  keyword     the query's keyword; S= its detection score in [0, 1], >= the threshold
+  frames a-b  the run of frames around the localised frame with aud_att >= 0.5 (at: the frame)
+  latency     compute time from the chunk's arrival to the detection
+  delay       audio heard after the localised frame when it fired
+Then on stderr a summary: seconds of audio, chunks, detections, RTF (compute time / audio time)
+and the chunk latency's p50 and p95. Once the source has opened, stderr first lists the keywords
+enrolled (images per keyword) and the files skipped in a --queries folder.
+
+{AUDIO_HELP}"""
+
+
+EVALUATE_EPILOG = """\
+The table (the paper's protocol, Nortje & Kamper SLT 2022), a row overall and per SNR band when the
+manifest gives snr_db:
+  pairs     (utterance, keyword) pairs scored: utterances x keywords with a query image
+  det P/R/F1  detection: a pair is detected when S >= the threshold; right when the keyword is said
+  loc P/R/F1  localisation: a detection is right only when the argmax frame of aud_att (its centre
+              time) falls inside one of that keyword's spoken spans
+  loc acc   the share of said keywords whose argmax frame falls inside, whatever S
+--json gives the same numbers."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vpkl", description="Visually prompted keyword localisation.")
+    import vpkl
+    p = argparse.ArgumentParser(prog="vpkl", description="Visually prompted keyword localisation: show an image of "
+                                "a keyword, find where it is spoken. Runtime commands need no extra; train, "
+                                "make-dataset, calibrate and detect --plot name the extra they need.")
+    p.add_argument("--version", action="version", version=f"vpkl {vpkl.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model with a recipe (needs the [train] extra)")
+    t = sub.add_parser("train", help="train a model with a recipe (needs the train extra: pip install 'vpkl[train]')")
     t.add_argument("--recipe", default="digits")
     t.add_argument("--data", default=DEFAULT_DATA, help="data folder (default: $VPKL_DATA or ../shared/data)")
     t.add_argument("--out", required=True, help="checkpoint to write")
@@ -352,42 +337,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     t.set_defaults(func=cmd_train)
 
-    d = sub.add_parser("detect", help="is the keyword of each query image spoken in the audio, and where?")
-    d.add_argument("--bundle", required=True, help="model bundle folder (vpkl-export)")
-    d.add_argument("--query", action="append", required=True, metavar="IMAGE",
-                   help="query image; repeat for several; {keyword}_x.png files of one keyword are averaged")
-    d.add_argument("audio", nargs="+", help="audio file(s): WAV, FLAC, OGG, any rate, any channels")
-    d.add_argument("--threshold", type=float, default=None, help="detection threshold on S (default: the bundle's)")
-    d.add_argument("--json", action="store_true", help="JSON output")
-    d.add_argument("--attention", action="store_true", help="with --json: include per-frame aud_att")
-    _add_scorer_args(d)
-    d.set_defaults(func=cmd_detect)
+    detect.add_parser(sub)
 
     s = sub.add_parser("stream", help="spot keywords live: a microphone, a file, or raw PCM on standard input",
                        description="Report each detection as soon as the stream allows: one line each (or --jsonl), "
-                                   "then a summary on stderr. Ctrl-C stops cleanly.")
-    s.add_argument("--bundle", required=True, help="model bundle folder (vpkl-export)")
-    _add_scorer_args(s)
-    s.add_argument("--query", action="append", metavar="IMAGE",
-                   help="query image, repeat for several; {keyword}_x.png files of one keyword are averaged "
-                        "(give --query or --queries)")
-    s.add_argument("--queries", metavar="DIR", help="folder of {keyword}_{anything}.png/jpg images")
+                                   "then a summary on stderr. Ctrl-C stops cleanly.",
+                       epilog=STREAM_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bundle_args(s)
+    add_query_args(s)
     s.add_argument("source", nargs="?", metavar="-", help="'-': raw PCM on standard input (see --format, --rate, --channels)")
-    s.add_argument("--file", metavar="AUDIO", help="an audio file, read block by block")
+    s.add_argument("--file", metavar="AUDIO", help="an audio file, read block by block (WAV, FLAC, OGG, MP3, ...)")
     s.add_argument("--realtime", action="store_true", help="with --file: pace the chunks at real speed")
     s.add_argument("--mic", action="store_true", help="record from a microphone (pip install 'vpkl[mic]')")
     s.add_argument("--device", default=None, help="with --mic: device index or name (python -m sounddevice lists them)")
     s.add_argument("--format", default=None, help="with -: sample format, s16le (default), s32le or f32le, little-endian")
-    s.add_argument("--rate", type=int, default=None, help="with -: sample rate in Hz (default 16000)")
+    s.add_argument("--rate", type=int, default=None,
+                   help="with -: sample rate in Hz (default 16000; below 16000 loses accuracy)")
     s.add_argument("--channels", type=int, default=None, help="with -: interleaved channels, averaged (default 1)")
-    s.add_argument("--chunk-ms", type=float, default=100.0, help="milliseconds of audio per chunk (default 100)")
-    s.add_argument("--threshold", type=float, default=None, help="detection threshold on S (default: the bundle's)")
+    s.add_argument("--chunk-ms", type=float, default=100.0,
+                   help="milliseconds of audio per chunk, more than 0 and at most 60000 (default 100)")
+    s.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
     s.add_argument("--window-s", type=float, default=None, help="seconds of audio scored each hop (default 3)")
-    s.add_argument("--hop-ms", type=float, default=None, help="milliseconds between scorings (default 200)")
+    s.add_argument("--hop-ms", type=float, default=None,
+                   help="milliseconds between scorings, at most the window (default 200)")
     s.add_argument("--min-window-s", type=float, default=None,
                    help="at the start of a stream, seconds of audio before windows are scored (default 1.5)")
     s.add_argument("--lookahead-s", type=float, default=None,
-                   help="audio needed after a word's frame before it is reported (default 0.3)")
+                   help="audio needed after a word's frame before it is reported, less than the window (default 0.3)")
     s.add_argument("--confirm", type=int, default=None,
                    help="consecutive windows that must agree on a word's place before it is reported (default 2)")
     s.add_argument("--refractory-s", type=float, default=None,
@@ -395,17 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jsonl", action="store_true", help="one JSON object per detection")
     s.set_defaults(func=cmd_stream)
 
-    e = sub.add_parser("evaluate", help="detection and localisation metrics on a JSON-lines manifest")
-    e.add_argument("--bundle", required=True)
-    _add_scorer_args(e)
-    e.add_argument("--manifest", required=True)
-    e.add_argument("--queries", required=True, help="folder of {keyword}_{anything}.png/jpg images")
-    e.add_argument("--threshold", type=float, default=None)
+    e = sub.add_parser("evaluate", help="detection and localisation metrics on a JSON-lines manifest",
+                       epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bundle_args(e)
+    e.add_argument("--manifest", required=True,
+                   help='JSON lines: {"audio": "relative/path.wav", "words": [["seven", 0.52, 0.91]], "snr_db": 12.5}')
+    e.add_argument("--queries", required=True, metavar="DIR", help="folder of {keyword}_{anything}.png/jpg images")
+    e.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
-    c = sub.add_parser("calibrate", help="quantise an fp32 bundle to int8, calibrated on real utterances and images")
-    c.add_argument("--bundle", required=True, help="an fp32 bundle folder (vpkl-export)")
+    c = sub.add_parser("calibrate", help="quantise an fp32 bundle to int8, calibrated on real utterances and images "
+                                         "(needs the calibrate extra: pip install 'vpkl[calibrate]')")
+    c.add_argument("--bundle", default=SHIPPED_BUNDLE, metavar="DIR",
+                   help="an fp32 bundle folder (vpkl-export; default: the shipped digits bundle)")
     c.add_argument("--audio", required=True, metavar="DIR",
                    help="utterances (.wav/.flac/.ogg); every fifth is held out to measure the cost "
                         "(exit 1 with a warning when it is beyond tolerance)")
@@ -419,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--queries", default=None, metavar="DIR", help="with --manifest: its query folder")
     c.set_defaults(func=cmd_calibrate)
 
-    m = sub.add_parser("make-dataset", help="write the digits recipe's evaluation manifests and query folders")
+    m = sub.add_parser("make-dataset", help="write the digits recipe's evaluation manifests and query folders "
+                                            "(needs the dataset extra: pip install 'vpkl[dataset]')")
     m.add_argument("--data", default=DEFAULT_DATA)
     m.add_argument("--out", required=True)
     m.add_argument("--val", type=int, default=400, help="validation utterances")
@@ -435,20 +415,36 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_demo)
 
-    i = sub.add_parser("info", help="what this vpkl can run here: the scoring head (native or ONNX), its kernels")
+    i = sub.add_parser("info", help="what this vpkl can run here: the scoring head (native or ONNX), its kernels, "
+                                    "onnxruntime's execution providers")
     i.add_argument("--bundle", default=None, help="also open this bundle and show what it would use")
-    _add_scorer_args(i)
+    add_scorer_args(i)
+    add_provider_args(i)
     i.set_defaults(func=cmd_info)
     return p
+
+
+def _one_line_warnings(show):
+    """warnings.showwarning that prints vpkl's own warnings (VpklWarning) as one line on stderr."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, VpklWarning):
+            print(f"vpkl: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restores showwarning after the command
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
     except VpklInputError as e:
         print(f"vpkl: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:  # an optional extra that is not installed: say which
+        return exit_missing(args.command, e)
     except KeyboardInterrupt:
         print("vpkl: interrupted", file=sys.stderr)
         return 130

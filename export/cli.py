@@ -37,6 +37,9 @@ def main(argv=None) -> int:
     except RuntimeError as e:
         print(f"vpkl-export: error: {e}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:  # the export extra is not installed: say so in one line
+        from vpkl.cli.extras import exit_missing
+        return exit_missing("vpkl-export", e)
     print(f"wrote {a.out}; parity on {len(audio)} utterances x {len(images)} images: "
           + json.dumps({k: float(f"{v:.2e}") for k, v in diffs.items()}))
     return 0

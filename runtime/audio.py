@@ -6,38 +6,49 @@ Every failure is a :class:`VpklInputError` naming the file.
 """
 from __future__ import annotations
 
+import io
 import os
+import stat
 import struct
+import warnings
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import VpklInputError
+from .errors import VpklInputError, VpklWarning
+
+MIN_RATE, MAX_RATE = 1000, 768000  # Hz: sample rates vpkl reads (resampling from 1 Hz to 16 kHz ran out of memory)
+PIPE_LIMIT = 256 << 20  # bytes read from a path that is not a regular file (a pipe, /dev/stdin)
+STREAMED_SIZE = 0xFFFFFFFF  # a RIFF or data size a streaming writer leaves: "until the end of the file"
 
 
-def _check_riff(path: str) -> None:
+def _check_riff(f, size: int, path: str) -> None:
     """Reject a WAV whose RIFF header promises more data than the file holds (truncated).
 
     libsndfile silently reads what is there; a truncated recording would then be scored
-    as if it were complete, so vpkl refuses it.
+    as if it were complete, so vpkl refuses it. A data size of 0xFFFFFFFF is what a writer
+    that could not seek back (a pipe, a live recorder) leaves: libsndfile reads such a file
+    to its end, and so does vpkl.
+
+    Args:
+        f: the file, binary, seekable; size: its length in bytes; path: its name for errors.
     """
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    f.seek(0)
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= size:
+        f.seek(pos)
+        cid, clen = struct.unpack("<4sI", f.read(8))
+        if cid == b"data":
+            if clen != STREAMED_SIZE and pos + 8 + clen > size:
+                raise VpklInputError(
+                    f"{path}: truncated WAV: the header declares {clen} bytes of samples "
+                    f"but the file holds only {size - pos - 8}")
             return
-        pos = 12
-        while pos + 8 <= size:
-            f.seek(pos)
-            cid, clen = struct.unpack("<4sI", f.read(8))
-            if cid == b"data":
-                if pos + 8 + clen > size:
-                    raise VpklInputError(
-                        f"{path}: truncated WAV: the header declares {clen} bytes of samples "
-                        f"but the file holds only {size - pos - 8}")
-                return
-            pos += 8 + clen + (clen & 1)
+        pos += 8 + clen + (clen & 1)
 
 
 def check_samples(x: np.ndarray, name: str) -> None:
@@ -50,12 +61,81 @@ def check_samples(x: np.ndarray, name: str) -> None:
 
 
 def to_mono(x: np.ndarray, name: str = "audio") -> np.ndarray:
-    """(n,) or (n, channels) samples -> (n,) by averaging the channels."""
+    """(n,) or (n, channels) samples -> (n,) by averaging the channels (no check; see :func:`mix_to_mono`)."""
     if x.ndim == 1:
         return x
     if x.ndim == 2:
         return x.mean(axis=1)
     raise VpklInputError(f"{name}: expected (samples,) or (samples, channels), got shape {x.shape}")
+
+
+def _cancel_warning(name: str, channels: int, mix_energy: float, channel_energy: float) -> str | None:
+    """The warning for a mono mix that lost most of the channels' energy, or None.
+
+    ``channel_energy`` is the channels' mean energy (sum of squares). Averaging C unrelated
+    channels keeps 1/C of it, identical ones all of it; the mix is called cancelled when it keeps
+    under a quarter of 1/C (stereo: under 12.5%, -9 dB), as channels in opposite phase do.
+    """
+    if channels < 2 or not (0 < channel_energy < np.inf and np.isfinite(mix_energy)):
+        return None
+    kept = mix_energy / channel_energy
+    if kept >= 0.25 / channels:
+        return None
+    return (f"{name}: its {channels} channels cancel when averaged to mono (the mix keeps {100 * kept:.1f}% of "
+            "their energy: channels in opposite phase?); the words may be lost: give one channel "
+            "(e.g. sox in.wav out.wav remix 1)")
+
+
+def mix_to_mono(x: np.ndarray, name: str = "audio") -> np.ndarray:
+    """(n,) or (n, channels) samples -> (n,) by averaging the channels, with a :class:`VpklWarning`
+    naming ``name`` when the mix cancels (see :func:`_cancel_warning`)."""
+    y = to_mono(x, name)
+    if x.ndim == 2 and x.shape[1] > 1:
+        xe = x.astype(np.float64, copy=False)
+        msg = _cancel_warning(name, x.shape[1], float(np.sum(y.astype(np.float64) ** 2)),
+                              float(np.mean(np.sum(xe ** 2, axis=0))))
+        if msg:
+            warnings.warn(msg, VpklWarning, stacklevel=3)
+    return y
+
+
+class StreamMix:
+    """Averages a stream's (n, channels) blocks to mono, and warns once (:class:`VpklWarning`) when
+    the mix cancels: judged on the first ``after`` samples, or on all of a shorter stream at
+    :meth:`finish`.
+    """
+
+    def __init__(self, name: str, after: int):
+        self.name, self.after = name, after
+        self._n, self._mix, self._ch, self._channels, self._done = 0, 0.0, 0.0, 1, False
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(n, channels) float32 -> (n,) float32."""
+        y = x.mean(axis=1)
+        if not self._done and x.shape[1] > 1:
+            self._channels = x.shape[1]
+            self._n += len(x)
+            self._mix += float(np.sum(y.astype(np.float64) ** 2))
+            self._ch += float(np.mean(np.sum(x.astype(np.float64) ** 2, axis=0)))
+            if self._n >= self.after:
+                self.finish()
+        return y
+
+    def finish(self) -> None:
+        """Judge what was seen so far (once)."""
+        if not self._done:
+            self._done = True
+            msg = _cancel_warning(self.name, self._channels, self._mix, self._ch)
+            if msg:
+                warnings.warn(msg, VpklWarning, stacklevel=2)
+
+
+def check_rate(rate, name: str, why: str = "") -> int:
+    """A sample rate in Hz from MIN_RATE to MAX_RATE, else VpklInputError naming ``name`` (``why``
+    is appended to the message)."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise VpklInputError(f"{name}: expected a sample rate from {MIN_RATE} to {MAX_RATE} Hz, got {rate}{why}")
+    return int(rate)
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -69,21 +149,52 @@ def open_audio(path: str) -> sf.SoundFile:
     """Open an audio file for reading after vpkl's checks (used whole by :func:`read_audio`,
     block by block by the streaming file source).
 
+    A path that is not a regular file (``/dev/stdin``, a named pipe) cannot be seeked, which
+    libsndfile needs: it is read whole into memory first, up to PIPE_LIMIT bytes.
+
     Raises:
-        VpklInputError: missing file, a folder, empty, truncated WAV, not audio libsndfile reads.
+        VpklInputError: missing file, a folder, no permission, empty, truncated WAV, not audio
+            libsndfile reads, a sample rate outside MIN_RATE .. MAX_RATE, a pipe or device
+            beyond PIPE_LIMIT.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise VpklInputError(f"{path}: no such file")
     if os.path.isdir(path):
         raise VpklInputError(f"{path}: is a folder, expected an audio file")
-    if os.path.getsize(path) == 0:
-        raise VpklInputError(f"{path}: the file is empty (0 bytes)")
-    _check_riff(path)
     try:
-        return sf.SoundFile(path)
+        with open(path, "rb") as raw:
+            if stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+                size = os.fstat(raw.fileno()).st_size
+                if size:
+                    _check_riff(raw, size, path)
+                source = path
+            else:
+                data = raw.read(PIPE_LIMIT + 1)  # /dev/zero would otherwise be read forever
+                if len(data) > PIPE_LIMIT:
+                    raise VpklInputError(f"{path}: not a regular file and longer than {PIPE_LIMIT / 2 ** 20:g} MiB "
+                                         "(read whole into memory): give a file, or stream it with `vpkl stream -`")
+                source = io.BytesIO(data)
+                size = len(source.getbuffer())
+                if size:
+                    _check_riff(source, size, path)
+                    source.seek(0)
+    except PermissionError:
+        raise VpklInputError(f"{path}: permission denied: the audio file cannot be read") from None
+    except OSError as e:
+        raise VpklInputError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if size == 0:
+        raise VpklInputError(f"{path}: the file is empty (0 bytes)")
+    try:
+        f = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise VpklInputError(f"{path}: not a readable audio file ({e})") from None
+    try:
+        check_rate(f.samplerate, path, " Hz in its header (damaged?)")
+    except VpklInputError:
+        f.close()
+        raise
+    return f
 
 
 def read_audio(path: str, sample_rate: int) -> np.ndarray:
@@ -104,8 +215,8 @@ def read_audio(path: str, sample_rate: int) -> np.ndarray:
         except (sf.LibsndfileError, RuntimeError) as e:
             raise VpklInputError(f"{path}: not a readable audio file ({e})") from None
         sr = f.samplerate
-    x = to_mono(x, path)
     check_samples(x, path)
+    x = mix_to_mono(x, path)
     return resample(x, sr, sample_rate).astype(np.float32)
 
 
@@ -113,15 +224,28 @@ def as_samples(audio, sample_rate: int, name: str = "audio") -> np.ndarray:
     """Accept a path or an in-memory array; return mono float32 samples at ``sample_rate``.
 
     An array is taken to be at ``sample_rate`` already. Integer arrays are scaled by their
-    full scale (int16 / 32768, ...); (n, channels) arrays are averaged to mono.
+    full scale: signed ones by 2^(bits-1) (int16 / 32768, ...); unsigned ones are offset
+    binary, as in 8-bit WAV, so (x - 2^(bits-1)) / 2^(bits-1) (uint8 128 is silence).
+    (n, channels) arrays are averaged to mono (:func:`mix_to_mono`, which warns when they cancel).
+
+    Returns:
+        (n,) float32.
+    Raises:
+        VpklInputError: another dtype, another shape, empty, NaN or infinite samples.
     """
     if isinstance(audio, (str, os.PathLike)):
         return read_audio(audio, sample_rate)
     x = np.asarray(audio)
-    if np.issubdtype(x.dtype, np.integer):
+    if np.issubdtype(x.dtype, np.unsignedinteger):
+        half = float(2 ** (8 * x.dtype.itemsize - 1))
+        x = ((x.astype(np.float64) - half) / half).astype(np.float32)
+    elif np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
     elif not np.issubdtype(x.dtype, np.floating):
         raise VpklInputError(f"{name}: expected int or float samples, got dtype {x.dtype}")
-    x = to_mono(x, name).astype(np.float32)
+    if x.ndim not in (1, 2):
+        raise VpklInputError(f"{name}: expected (samples,) or (samples, channels), got shape {x.shape}")
     check_samples(x, name)
+    x = mix_to_mono(x, name).astype(np.float32)
+    check_samples(x, name)  # float64 beyond the float32 range
     return x

@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
+import warnings
 
 import numpy as np
 import onnxruntime as ort
 
+from .audio import MAX_RATE, MIN_RATE
+from .checks import check_choice, check_threads, check_threshold
 from .errors import VpklInputError
 from .features import FrontEndConfig
 from .images import ImageConfig
+from .scorer import PRECISIONS as HEAD_PRECISIONS
+from .providers import check_started, session_providers
 from .scorer import make_scorer
 
 FORMAT = "vpkl-bundle"
@@ -22,6 +29,7 @@ GRAPH_FILES = ("image.onnx", "audio_causal.onnx", "audio_bidir.onnx", "head.onnx
 BUNDLE_FILES = ("config.json",) + GRAPH_FILES
 OLD_BUNDLE_FILES = ("audio.onnx",)  # formats 1-2 (the whole audio branch in one graph)
 CALIBRATION_FILES = ("calibration_image.json", "calibration_audio_causal.json")  # int8 bundles: `vpkl calibrate`
+GRAPH_PRECISIONS = ("fp32", "fp16", "int8")  # of the image and audio graphs (config.json "precision")
 _CONFIG_KEYS = ("preset", "front_end", "image", "embed_dim", "frame_rate", "threshold", "keywords", "sha256")
 
 
@@ -34,16 +42,100 @@ def graph_digests(folder: str) -> dict:
     return out
 
 
-def _session(path: str, threads: int) -> ort.InferenceSession:
+def _session(path: str, threads: int, providers: list | None = None) -> ort.InferenceSession:
+    """One onnxruntime session for the graph at ``path``.
+
+    ``providers``: a list checked by :func:`vpkl.runtime.providers.session_providers` (None: the
+    CPU). Raises VpklInputError naming the graph when onnxruntime cannot load it, or naming
+    ``providers`` when a requested execution provider did not start.
+    """
+    providers = providers or ["CPUExecutionProvider"]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        with warnings.catch_warnings():  # a provider that cannot start: check_started says so in one line
+            if providers != ["CPUExecutionProvider"]:
+                warnings.simplefilter("ignore")
+            session = ort.InferenceSession(path, opts, providers=providers)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
         raise VpklInputError(f"{path}: not a loadable ONNX graph ({str(e).splitlines()[0][:200]})") from None
+    check_started(session, providers, path)
+    return session
+
+
+def _number(cfg_path: str, key: str, v, integer: bool = False, low: float = 0.0, open_low: bool = True,
+            high: float = math.inf) -> float:
+    """A config.json value that must be a finite (integer) number in (low, high] or [low, high]."""
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v <= high \
+        and (v > low if open_low else v >= low) and (not integer or float(v).is_integer())
+    if not ok:
+        what = "a whole number" if integer else "a number"
+        bound = f"{'>' if open_low else '>='} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
+        raise VpklInputError(f"{cfg_path}: {key}: expected {what} {bound}, got {v!r}")
+    return v
+
+
+def check_config(config: dict, cfg_path: str) -> None:
+    """Check config.json's values, which the graphs' SHA-256 does not cover, against each other
+    and against what the model implies.
+
+    The audio graphs take log-mel frames ``hop_length`` samples apart and their conv halves the
+    rate (stride 2), so ``frame_rate`` must be ``sample_rate / (2 hop_length)``; the mel bands
+    must lie below Nyquist (``fmax <= sample_rate / 2``); the front end and image settings must
+    be those the checkpoint was trained with (``model`` repeats them, as export wrote it); the
+    threshold must be a score in [0, 1]. An edited value would otherwise be accepted and change
+    every result silently (a frame rate of 0 ended in ZeroDivisionError). The graph-facing
+    sizes (n_mels, image size and channels, embed_dim) are checked against the graphs once they
+    are loaded (:meth:`Bundle._check_graphs`).
+
+    Raises:
+        VpklInputError: naming ``cfg_path`` and the key.
+    """
+    fe, img = config["front_end"], config["image"]
+    for key, d in (("front_end", fe), ("image", img)):
+        if not isinstance(d, dict):
+            raise VpklInputError(f"{cfg_path}: {key}: expected an object of settings, got {d!r}")
+    model = config.get("model")
+    if isinstance(model, dict):
+        for key, d in (("front_end", fe), ("image", img)):
+            if key in model and model[key] != d:
+                diff = sorted(k for k in set(d) | set(model[key]) if d.get(k) != model[key].get(k))
+                raise VpklInputError(f"{cfg_path}: {key}: settings do not match the model's own "
+                                     f"(model.{key}) in {', '.join(diff)}; the graphs were trained with model.{key}")
+    sr = _number(cfg_path, "front_end.sample_rate", fe.get("sample_rate"), True, MIN_RATE, False, MAX_RATE)
+    hop = _number(cfg_path, "front_end.hop_length", fe.get("hop_length"), True)
+    win = _number(cfg_path, "front_end.win_length", fe.get("win_length"), True)
+    _number(cfg_path, "front_end.n_fft", fe.get("n_fft"), True, win, False)
+    _number(cfg_path, "front_end.n_mels", fe.get("n_mels"), True)
+    fmax = _number(cfg_path, "front_end.fmax", fe.get("fmax"), high=sr / 2)
+    _number(cfg_path, "front_end.fmin", fe.get("fmin"), low=0.0, open_low=False, high=fmax)
+    rate = _number(cfg_path, "frame_rate", config["frame_rate"])
+    if not math.isclose(rate, sr / (2 * hop), rel_tol=1e-9):
+        raise VpklInputError(f"{cfg_path}: frame_rate: {rate!r}, but the front end gives {sr / (2 * hop):g} "
+                             f"audio frames per second (sample_rate {sr} / (2 x hop_length {hop}))")
+    _number(cfg_path, "embed_dim", config["embed_dim"], True)
+    check_threshold(config["threshold"], f"{cfg_path}: threshold")
+    kws = config["keywords"]
+    if not isinstance(kws, list) or not all(isinstance(k, str) for k in kws):
+        raise VpklInputError(f"{cfg_path}: keywords: expected a list of names, got {kws!r}")
+    check_choice(config.get("precision", "fp32"), GRAPH_PRECISIONS, f"{cfg_path}: precision")
+    check_choice(img.get("mode"), ("L", "RGB"), f"{cfg_path}: image.mode")
+    size = _number(cfg_path, "image.size", img.get("size"), True)
+    _number(cfg_path, "image.resize", img.get("resize"), True, size, False)
+    channels = 1 if img["mode"] == "L" else 3
+    for key in ("mean", "std"):
+        v = img.get(key)
+        if not (isinstance(v, list) and len(v) == channels and all(
+                isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+            raise VpklInputError(f"{cfg_path}: image.{key}: expected {channels} number(s) for mode "
+                                 f"{img['mode']!r}, got {v!r}")
+    if not all(x > 0 for x in img["std"]):
+        raise VpklInputError(f"{cfg_path}: image.std: expected positive numbers, got {img['std']!r}")
+    if "background" in img:
+        _number(cfg_path, "image.background", img["background"], low=0.0, open_low=False, high=1.0)
 
 
 class Bundle:
@@ -56,11 +148,12 @@ class Bundle:
         precision: "fp32", "fp16" or "int8" (the image and audio graphs; the head is always fp32);
         causal_dim: H, the size of the causal frames between the two audio graphs;
         state_shape: (layers, 1, hidden) of each of the causal graph's h and c states;
-        scorer: the scoring head that runs (:mod:`vpkl.runtime.scorer`; ``scorer.name`` says which).
+        scorer: the scoring head that runs (:mod:`vpkl.runtime.scorer`; ``scorer.name`` says which);
+        providers: the onnxruntime execution providers the graphs' sessions run on, in order.
     """
 
     def __init__(self, path: str, config: dict, threads: int = 0, scorer: str | None = None,
-                 head_precision: str = "fp32"):
+                 head_precision: str = "fp32", providers: list | None = None):
         self.path = path
         self.config = config
         self.preset = config["preset"]
@@ -71,10 +164,11 @@ class Bundle:
         self.threshold = float(config["threshold"])
         self.keywords = list(config["keywords"])
         self.precision = str(config.get("precision", "fp32"))
-        self._image = _session(os.path.join(path, "image.onnx"), threads)
-        self._causal = _session(os.path.join(path, "audio_causal.onnx"), threads)
-        self._bidir = _session(os.path.join(path, "audio_bidir.onnx"), threads)
-        self._head = _session(os.path.join(path, "head.onnx"), threads)
+        self._image = _session(os.path.join(path, "image.onnx"), threads, providers)
+        self._causal = _session(os.path.join(path, "audio_causal.onnx"), threads, providers)
+        self._bidir = _session(os.path.join(path, "audio_bidir.onnx"), threads, providers)
+        self._head = _session(os.path.join(path, "head.onnx"), threads, providers)
+        self.providers = self._image.get_providers()
         self.scorer = make_scorer(self._head, scorer, head_precision, threads)
 
     @property
@@ -88,7 +182,8 @@ class Bundle:
         return self._bidir.get_inputs()[0].shape[2]
 
     @classmethod
-    def load(cls, path: str, threads: int = 0, scorer: str | None = None, head_precision: str = "fp32") -> "Bundle":
+    def load(cls, path: str, threads: int = 0, scorer: str | None = None, head_precision: str = "fp32",
+             providers: list | None = None) -> "Bundle":
         """Open a bundle folder.
 
         Args:
@@ -97,26 +192,38 @@ class Bundle:
             scorer: "auto" (the native head if built, else head.onnx), "native" or "onnx";
                 None: the ``VPKL_SCORER`` environment variable, else "auto".
             head_precision: the native head's "fp32", "bf16" or "int8" (:mod:`vpkl.runtime.scorer`).
+            providers: onnxruntime execution providers for the graphs, as onnxruntime takes them
+                (names or (name, options) pairs; :func:`vpkl.runtime.providers.provider_list` builds
+                them by short name); None: the CPU. The CPU provider is appended when absent.
         Raises:
-            VpklInputError: not a folder, a file missing, unreadable config, another format
-                version, a graph that onnxruntime cannot load, a graph that does not fit the
-                config, or one whose bytes changed after export (SHA-256 in config.json); a
-                thread count that is not a whole number >= 0.
+            VpklInputError: not a folder, a folder or config that may not be read (permission),
+                a file missing, unreadable config, another format version, a config value that
+                contradicts the others or the model (:func:`check_config`), a graph that
+                onnxruntime cannot load, a graph that does not fit the config, or one whose bytes
+                changed after export (SHA-256 in config.json); a thread count that is not a whole
+                number >= 0, an unknown head precision (:mod:`vpkl.runtime.checks`); a provider
+                that this onnxruntime does not offer (naming its package) or that fails to start.
         """
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
-            raise VpklInputError(f"threads: {threads!r}, expected 0 (every core) or a positive whole number")
-        threads = min(int(threads), os.cpu_count() or 1)
+        threads = check_threads(threads)
+        check_choice(head_precision, HEAD_PRECISIONS, "head_precision")
+        providers = session_providers(providers)
         path = os.fspath(path)
         if not os.path.exists(path):
             raise VpklInputError(f"{path}: no such bundle folder")
         if not os.path.isdir(path):
             raise VpklInputError(f"{path}: is a file, expected a bundle folder (vpkl-export --out)")
+        try:
+            os.listdir(path)  # a folder we may not read would otherwise look like one missing its files
+        except PermissionError:
+            raise VpklInputError(f"{path}: permission denied: the bundle folder cannot be read") from None
         cfg_path = os.path.join(path, "config.json")
         if not os.path.isfile(cfg_path):
             raise VpklInputError(f"{path}: incomplete bundle, missing config.json")
         try:
             with open(cfg_path) as f:
                 config = json.load(f)
+        except PermissionError:
+            raise VpklInputError(f"{cfg_path}: permission denied: the bundle's config cannot be read") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise VpklInputError(f"{cfg_path}: not readable JSON ({e})") from None
         if not isinstance(config, dict) or config.get("format") != FORMAT:
@@ -131,8 +238,9 @@ class Bundle:
         absent = [k for k in _CONFIG_KEYS if k not in config]
         if absent:
             raise VpklInputError(f"{cfg_path}: missing keys {', '.join(absent)}")
+        check_config(config, cfg_path)
         try:
-            bundle = cls(path, config, threads, scorer, head_precision)
+            bundle = cls(path, config, threads, scorer, head_precision, providers)
         except VpklInputError:
             raise  # a graph onnxruntime cannot load: the message names the graph
         except (TypeError, ValueError, KeyError) as e:

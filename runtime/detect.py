@@ -7,6 +7,7 @@ import numpy as np
 
 from .audio import as_samples
 from .bundle import Bundle
+from .checks import resolve_thresholds
 from .errors import VpklInputError
 from .features import features
 from .longaudio import HOP_S, WINDOW_S, min_samples, require_one_frame, scan  # noqa: F401 (re-exported)
@@ -64,18 +65,20 @@ def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str =
     Args:
         audio: a file path, or (n_samples,) int/float samples at the bundle's sample rate.
         queries: enrolled queries (:func:`vpkl.runtime.queries.enrol`).
-        threshold: one float, a {keyword: float} dict, or None (the bundle's).
+        threshold: one float, a {keyword: float} dict (others get the bundle's), or None (the
+            bundle's); each in [0, 1] (:func:`vpkl.runtime.checks.resolve_thresholds`).
         window_s, hop_s: window length and distance in seconds, for audio longer than window_s.
         progress: called as ``progress(seconds_done, seconds_total)`` as the audio is read.
     Returns:
         One :class:`KeywordResult` per query, in the query set's order; ``frame`` and ``time_s``
         count from the start of the audio.
     Raises:
-        VpklInputError: no queries; unreadable, empty, non-finite or too short audio (named by
-            ``name``); window_s / hop_s that cannot work.
+        VpklInputError: no queries, a bad threshold, audio that cannot be used (named by its path,
+            or ``name`` for samples), window_s / hop_s that cannot work.
     """
     if len(queries) == 0:
         raise VpklInputError("queries: no query enrolled")
+    thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold)
     best = None  # per query: (S, window start, aud_att) of its best window so far
     for win in scan(bundle, audio, queries.embeddings, window_s, hop_s, name, progress):
         if best is None:
@@ -85,10 +88,8 @@ def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str =
             best[k] = (float(win.scores[k]), win.start, win.aud_att[k].copy())  # not a view: it would keep the window
     out = []
     for k, kw in enumerate(queries.keywords):
-        thr = bundle.threshold if threshold is None else (
-            threshold.get(kw, bundle.threshold) if isinstance(threshold, dict) else float(threshold))
         s, start, att = best[k]
         n = start + int(np.argmax(att))
-        out.append(KeywordResult(kw, s, bool(s >= thr), float(thr), n, float(bundle.frame_time(n)),
-                                 att, (start, start + len(att))))
+        out.append(KeywordResult(kw, s, bool(s >= thresholds[k]), float(thresholds[k]), n,
+                                 float(bundle.frame_time(n)), att, (start, start + len(att))))
     return out

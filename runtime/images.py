@@ -1,13 +1,23 @@
-"""Reading query images: any file pillow reads -> the preset's normalised (C, H, W) array."""
+"""Reading query images: any file pillow reads -> the preset's normalised (C, H, W) array.
+
+Preprocessing is a chain of small steps, one function each (:func:`preprocess` runs them):
+:func:`flatten_alpha` (transparent areas onto the background the model expects),
+:func:`to_8bit` (16-bit greys scaled, not clipped), :func:`resize_crop`, :func:`normalise`.
+"""
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import VpklInputError
+
+MIN_SIDE = 5  # px: the smallest side that can carry a drawing (a 5 x 7 dot-matrix digit); 1 x 1 is refused
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # "I": 32-bit ints, read as 16-bit (PNG, TIFF)
 
 
 @dataclass(frozen=True)
@@ -16,7 +26,9 @@ class ImageConfig:
 
     ``mode`` is a pillow mode ("L" grey or "RGB"); the image is resized (bilinear) so its
     short side is ``resize`` px, centre-cropped to ``size`` x ``size``, scaled to [0, 1] and
-    normalised per channel with ``mean``/``std``.
+    normalised per channel with ``mean``/``std``. ``background`` is the grey level in [0, 1]
+    that transparent areas are composited onto: 0 (black), the digits model's training images'
+    background (bright ink on dark).
     """
 
     mode: str = "RGB"
@@ -24,6 +36,7 @@ class ImageConfig:
     size: int = 224
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
+    background: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,15 +52,42 @@ class ImageConfig:
         return 1 if self.mode == "L" else 3
 
 
-def preprocess(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
-    """Pillow image -> (C, size, size) float32 network input."""
-    img = img.convert(cfg.mode)
+def flatten_alpha(img: Image.Image, background: float) -> Image.Image:
+    """An image with transparency -> RGB composited onto grey ``background`` (0..1); others unchanged.
+
+    Pillow's own conversion drops the alpha channel, so whatever colour lies under the
+    transparent areas (often white) would be read as the drawing's background.
+    """
+    if img.mode not in ALPHA_MODES and "transparency" not in img.info:
+        return img
+    v = int(round(255 * background))
+    rgba = img.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (v, v, v, 255)), rgba).convert("RGB")
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit grey (0..65535) -> 8-bit grey "L" by x / 257, rounded; others unchanged.
+
+    Pillow's conversion of such images to "L" clips at 255, which turns almost every grey white.
+    """
+    if img.mode not in SIXTEEN_BIT_MODES:
+        return img
+    x = np.clip(np.asarray(img).astype(np.float64), 0, 65535) / 257.0
+    return Image.fromarray(np.round(x).astype(np.uint8), "L")
+
+
+def resize_crop(img: Image.Image, cfg: ImageConfig) -> Image.Image:
+    """Resize (bilinear) so the short side is ``cfg.resize`` px, then centre-crop ``cfg.size`` square."""
     w, h = img.size
     s = cfg.resize / min(w, h)
     img = img.resize((max(cfg.size, round(w * s)), max(cfg.size, round(h * s))), Image.BILINEAR)
     w, h = img.size
     left, top = (w - cfg.size) // 2, (h - cfg.size) // 2
-    img = img.crop((left, top, left + cfg.size, top + cfg.size))
+    return img.crop((left, top, left + cfg.size, top + cfg.size))
+
+
+def normalise(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
+    """8-bit image in ``cfg.mode`` -> (C, H, W) float32: x / 255, minus mean, over std, per channel."""
     x = np.asarray(img, dtype=np.float32) / 255.0
     x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
     mean = np.asarray(cfg.mean, np.float32)[:, None, None]
@@ -55,13 +95,31 @@ def preprocess(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
     return (x - mean) / std
 
 
+def preprocess(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
+    """Pillow image -> (C, size, size) float32 network input (the steps of the module docstring)."""
+    img = to_8bit(flatten_alpha(img, cfg.background)).convert(cfg.mode)
+    return normalise(resize_crop(img, cfg), cfg)
+
+
+def check_size(img: Image.Image, path: str) -> None:
+    """Refuse an image with a side under MIN_SIDE px: it cannot carry a drawing (VpklInputError naming ``path``)."""
+    w, h = img.size
+    if min(w, h) < MIN_SIDE:
+        raise VpklInputError(f"{path}: a {w} x {h} pixel image is too small to show a query "
+                             f"(expected at least {MIN_SIDE} x {MIN_SIDE})")
+
+
 def read_image(path, cfg: ImageConfig) -> np.ndarray:
     """Read an image file and preprocess it.
+
+    Images up to twice pillow's ``Image.MAX_IMAGE_PIXELS`` (about 179 M pixels, e.g. 10000 x
+    10000) are read without pillow's decompression-bomb warning; larger ones are refused.
 
     Returns:
         (C, size, size) float32.
     Raises:
-        VpklInputError: the file is missing or is not an image pillow can decode.
+        VpklInputError: the file is missing, not an image pillow can decode, too large, or
+            smaller than MIN_SIDE px on a side.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -69,8 +127,17 @@ def read_image(path, cfg: ImageConfig) -> np.ndarray:
     if not os.path.isfile(path):
         raise VpklInputError(f"{path}: is a folder, expected an image file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            return preprocess(img, cfg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                check_size(img, path)
+                img.load()
+                return preprocess(img, cfg)
+    except VpklInputError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise VpklInputError(f"{path}: too large for a query image ({e}); scale it down") from None
+    except PermissionError:
+        raise VpklInputError(f"{path}: permission denied: the image cannot be read") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise VpklInputError(f"{path}: not a readable image ({e})") from None

@@ -138,9 +138,9 @@ def sample_blocks(audio, sample_rate: int, name: str = "audio", block_s: float =
     """
     if isinstance(audio, (str, os.PathLike)):
         name = os.fspath(audio)  # a file is named by its path, as read_audio names it
-        with open_audio(audio) as f:
-            duration = f.frames / f.samplerate
-        blocks = file_chunks(os.fspath(audio), sample_rate, block_s)
+        f = open_audio(audio)  # once: a pipe (/dev/stdin) cannot be opened twice
+        duration = f.frames / f.samplerate
+        blocks = file_chunks(name, sample_rate, block_s, opened=f)
     else:
         x = as_samples(audio, sample_rate, name)
         step = max(1, int(block_s * sample_rate))

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import soxr
 
-from .audio import open_audio
+from .audio import StreamMix, check_rate, open_audio
 from .errors import VpklInputError
 
 RAW_FORMATS = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4"}  # raw PCM on stdin: ffmpeg's names
@@ -43,19 +43,22 @@ def _samples(n_seconds: float, rate: int) -> int:
 
 
 def file_chunks(path: str, sample_rate: int, chunk_s: float, realtime: bool = False,
-                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
-                ) -> Iterator[np.ndarray]:
+                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                opened=None) -> Iterator[np.ndarray]:
     """Read an audio file block by block (constant memory, however long the file).
 
     Args:
         path: any file libsndfile reads; sample_rate: wanted rate in Hz; chunk_s: seconds per chunk;
         realtime: pace the chunks at real speed (each is yielded once its last sample would have
-            arrived from a live source).
+            arrived from a live source);
+        opened: ``path`` already opened by :func:`vpkl.runtime.audio.open_audio` (a pipe can be
+            opened only once), read from here and closed at the end.
     Raises:
         VpklInputError: the file cannot be opened or read (see :func:`vpkl.runtime.audio.open_audio`).
     """
-    f = open_audio(path)
+    f = open_audio(path) if opened is None else opened
     rs = Resampler(f.samplerate, sample_rate)
+    mix = StreamMix(path, f.samplerate)  # warns if the channels cancel in the first second
     block = _samples(chunk_s, f.samplerate)
     start, read = clock(), 0
     with f:
@@ -66,9 +69,10 @@ def file_chunks(path: str, sample_rate: int, chunk_s: float, realtime: bool = Fa
                     wait = start + read / f.samplerate - clock()
                     if wait > 0:
                         sleep(wait)
-                yield rs(b.mean(axis=1))
+                yield rs(mix(b))
         except RuntimeError as e:  # libsndfile errors while reading
             raise VpklInputError(f"{path}: could not read the audio after {read} samples ({e})") from None
+    mix.finish()
     tail = rs(np.zeros(0, np.float32), last=True)
     if tail.size:
         yield tail
@@ -104,28 +108,45 @@ def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chu
             bytes are dropped (the documented repair), everything before them is used.
     Yields an empty chunk after each 0.1 s in which a pipe delivered nothing (see
     :func:`_waiting_reader`), so the caller can react to Ctrl-C.
+    The channels' mix warns (:class:`~vpkl.runtime.errors.VpklWarning`) when they cancel.
     Raises:
-        VpklInputError: an unknown format, a non-positive rate or channel count.
+        VpklInputError: an unknown format, a rate outside 1000 .. 768000 Hz, a channel count
+            outside 1 .. 32; a stream that starts with a WAV (RIFF, RIFX, RF64) header, whose
+            bytes would otherwise be taken for samples.
     """
     if fmt not in RAW_FORMATS:
         raise VpklInputError(f"--format: expected one of {', '.join(RAW_FORMATS)}, got {fmt!r}")
-    if not 1000 <= rate <= 768000:
-        raise VpklInputError(f"--rate: expected a sample rate from 1000 to 768000 Hz, got {rate}")
+    check_rate(rate, "--rate")
     if not 1 <= channels <= 32:
         raise VpklInputError(f"--channels: expected 1 to 32 interleaved channels, got {channels}")
     dtype = np.dtype(RAW_FORMATS[fmt])
     frame_bytes = dtype.itemsize * channels
     want = _samples(chunk_s, rate) * frame_bytes
     rs = Resampler(rate, sample_rate)
+    mix = StreamMix(name, rate)
     read = _waiting_reader(stream)
+    head = b""
+    while len(head) < 12:  # the first bytes, to refuse a WAV file's header taken for samples
+        got = read(12 - len(head))
+        if got is None:
+            yield np.zeros(0, np.float32)
+            continue
+        if not got:
+            break
+        head += got
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
+        raise VpklInputError(f"{name}: starts with a WAV header ({head[:4].decode()}), expected raw PCM samples: "
+                             "give the file with --file, or strip the header (ffmpeg -i in.wav -f s16le -)")
+    ended = len(head) < 12
     while True:
-        data = b""
-        while len(data) < want:
+        data, head = head, b""
+        while len(data) < want and not ended:
             got = read(want - len(data))
             if got is None:  # nothing for 0.1 s: let the caller look at Ctrl-C
                 yield np.zeros(0, np.float32)
                 continue
             if not got:
+                ended = True
                 break
             data += got
         whole = len(data) // frame_bytes * frame_bytes
@@ -136,9 +157,10 @@ def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chu
             x = np.frombuffer(data[:whole], dtype).reshape(-1, channels).astype(np.float32)
             if dtype.kind == "i":
                 x /= float(np.iinfo(dtype).max + 1)
-            yield rs(x.mean(axis=1))
+            yield rs(mix(x))
         if len(data) < want:
             break
+    mix.finish()
     tail = rs(np.zeros(0, np.float32), last=True)
     if tail.size:
         yield tail

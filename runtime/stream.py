@@ -60,6 +60,7 @@ import numpy as np
 
 from .audio import to_mono
 from .bundle import Bundle
+from .checks import resolve_thresholds
 from .errors import VpklInputError
 from .longaudio import CausalEncoder, WindowScores  # noqa: F401 (WindowScores: part of this module's API)
 from .queries import QuerySet
@@ -224,17 +225,7 @@ class Spotter:
         self._window, self._hop, self._min_window = f["window"], f["hop"], f["min_window"]
         self._lookahead, self._refractory = f["lookahead"], f["refractory"]
         self._confirm = self.config.confirm
-        if threshold is not None and not isinstance(threshold, dict):
-            threshold = {k: threshold for k in queries.keywords}
-        threshold = threshold or {}
-        unknown = sorted(set(threshold) - set(queries.keywords))
-        if unknown:
-            raise VpklInputError(f"threshold: keywords {unknown} have no query (enrolled: {queries.keywords})")
-        thr = [threshold.get(k, bundle.threshold) for k in queries.keywords]
-        for k, t in zip(queries.keywords, thr):
-            if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real) or not 0.0 <= t <= 1.0:
-                raise VpklInputError(f"threshold for {k!r}: expected a score in [0, 1], got {t!r}")
-        self.thresholds = np.array(thr)
+        self.thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold)
         self._enc = CausalEncoder(bundle)
         self.reset()
 

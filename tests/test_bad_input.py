@@ -198,3 +198,159 @@ def test_manifest_word_after_the_end_of_the_audio(random_bundle, example_queries
     _check(ev(), "good.wav", "after the end of the audio (1.000 s)")
     m.write_text(json.dumps({"audio": str(bad_files["good"]), "words": [[keyword, 0.9, 1.005]]}) + "\n")
     assert ev().returncode == 0
+
+
+# --- issue 15: clear answers to bad input -------------------------------------------------------
+
+def _png_header(path, w, h):
+    """A PNG whose header declares w x h 8-bit grey pixels (the data is a token: pillow checks the
+    size when it opens the file, before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def test_huge_image_is_one_line(shipped_bundle, tmp_path, bad_files):
+    """15000 x 15000 ended in pillow's DecompressionBombError traceback."""
+    p = tmp_path / "seven_huge.png"
+    _png_header(p, 15000, 15000)
+    _check(run_cli("detect", "--bundle", shipped_bundle, "--query", str(p), str(bad_files["good"])),
+           str(p), "too large for a query image")
+
+
+def test_large_image_reads_without_pillows_warning(tmp_path, monkeypatch, example_queries):
+    """Between pillow's warning and error sizes an image is read, without the warning (10000 x 10000
+    printed it); the limits scaled down so the test image stays small."""
+    import warnings
+    from PIL import Image
+    from vpkl.runtime.errors import VpklInputError
+    from vpkl.runtime.images import ImageConfig, read_image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    cfg = ImageConfig(mode="L", resize=32, size=32, mean=(0.5,), std=(0.5,))
+    big = tmp_path / "seven_big.png"
+    Image.open(example_queries[0]).resize((40, 40), Image.NEAREST).save(big)  # 1600 px: pillow warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(big, cfg).shape == (1, 32, 32)
+    Image.new("L", (50, 50)).save(big)  # 2500 px: beyond twice the limit, pillow refuses
+    with pytest.raises(VpklInputError, match="too large for a query image"):
+        read_image(big, cfg)
+
+
+def test_tiny_image_refused(shipped_bundle, tmp_path, bad_files):
+    from PIL import Image
+    p = tmp_path / "seven_dot.png"
+    Image.new("L", (1, 1), 255).save(p)
+    _check(run_cli("detect", "--bundle", shipped_bundle, "--query", str(p), str(bad_files["good"])),
+           str(p), "1 x 1 pixel image is too small")
+
+
+def _variants(tmp_path, example_queries):
+    """The shipped query (8-bit grey, bright ink on black) and the same drawing as RGBA (white under
+    transparent areas, ink as opacity) and as a 16-bit PNG."""
+    from PIL import Image
+    g = np.asarray(Image.open(example_queries[0]).convert("L"))
+    rgba = np.dstack([np.full(g.shape + (3,), 255, np.uint8), g])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "seven_rgba.png")
+    Image.fromarray(g.astype(np.uint16) * 257).save(tmp_path / "seven_16bit.png")
+    assert Image.open(tmp_path / "seven_16bit.png").mode.startswith("I")
+    return example_queries[0], tmp_path / "seven_rgba.png", tmp_path / "seven_16bit.png"
+
+
+def test_rgba_and_16bit_images_read_as_the_drawing(shipped_bundle, tmp_path, example_queries, example_wavs):
+    """RGBA read as a white square (S 0.49 instead of 0.70) and 16-bit was clipped to 255 (S 0.47): both
+    must give exactly the network input, and S, of the 8-bit grey original."""
+    from vpkl.runtime.bundle import Bundle
+    from vpkl.runtime.detect import detect
+    from vpkl.runtime.images import read_image
+    from vpkl.runtime.queries import enrol
+    ref, rgba, deep = _variants(tmp_path, example_queries)
+    b = Bundle.load(shipped_bundle, threads=1)
+    want = read_image(ref, b.image)
+    for p in (rgba, deep):
+        assert np.array_equal(read_image(p, b.image), want), p
+    s = [detect(b, example_wavs[0], enrol(b, {"q": [p]}))[0].score for p in (ref, rgba, deep)]
+    assert s[1] == s[0] and s[2] == s[0]
+
+
+def test_detect_reads_a_wav_piped_to_dev_stdin(shipped_bundle, example_queries, example_wavs):
+    """It said 'the file is empty': the answer must be that of the same file given by name."""
+    import subprocess
+    import sys
+    args = [sys.executable, "-m", "vpkl.cli", "detect", "--bundle", shipped_bundle, "--query", example_queries[0],
+            "--json"]
+    with open(example_wavs[0], "rb") as f:
+        piped = subprocess.run(args + ["/dev/stdin"], input=f.read(), capture_output=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr.decode()
+    named = run_cli(*args[3:], example_wavs[0])
+    assert json.loads(piped.stdout)["results"] == json.loads(named.stdout)["results"]
+
+
+def test_wav_piped_to_stream_raw_input_is_refused(shipped_bundle, example_queries, example_wavs):
+    """Its header was read as samples without a word."""
+    import subprocess
+    import sys
+    with open(example_wavs[0], "rb") as f:
+        r = subprocess.run([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--query",
+                            example_queries[0], "-"], input=f.read(), capture_output=True, text=False, timeout=300)
+    r.stderr = r.stderr.decode()
+    _check(r, "stdin", "starts with a WAV header (RIFF)")
+    assert "--file" in r.stderr
+
+
+def test_opposite_phase_stereo_warns_in_one_line(shipped_bundle, example_queries, tmp_path):
+    x = 0.3 * np.sin(np.arange(16000) / 5.0)
+    p = tmp_path / "anti.wav"
+    sf.write(p, np.stack([x, -x], 1), 16000)
+    r = run_cli("detect", "--bundle", shipped_bundle, "--query", example_queries[0], str(p))
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(
+        f"vpkl: warning: {p}: its 2 channels cancel when averaged to mono")
+
+
+def test_unreadable_bundle_folder_is_not_called_incomplete(shipped_bundle, tmp_path, monkeypatch):
+    """A permission error on the folder read as 'missing config.json'. Simulated (tests often run as
+    root, which no permission stops); the real thing is checked below when not root."""
+    from vpkl.runtime.bundle import Bundle
+    from vpkl.runtime.errors import VpklInputError
+    b = tmp_path / "b"
+    shutil.copytree(shipped_bundle, b)
+    listdir = os.listdir
+
+    def denied(p):
+        if os.fspath(p) == str(b):
+            raise PermissionError(13, "Permission denied", str(p))
+        return listdir(p)
+    monkeypatch.setattr(os, "listdir", denied)
+    with pytest.raises(VpklInputError, match="permission denied: the bundle folder cannot be read"):
+        Bundle.load(str(b))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any folder")
+def test_unreadable_bundle_folder_really(shipped_bundle, example_queries, bad_files, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(shipped_bundle, b)
+    os.chmod(b, 0)
+    try:
+        _check(run_cli("detect", "--bundle", str(b), "--query", example_queries[0], str(bad_files["good"])),
+               str(b), "permission denied")
+    finally:
+        os.chmod(b, 0o755)
+
+
+def test_opposite_phase_raw_stream_warns_once(shipped_bundle, example_queries):
+    import subprocess
+    import sys
+    x = (0.3 * 32767 * np.sin(np.arange(32000) / 5.0)).astype(np.int16)
+    pcm = np.stack([x, -x], 1).tobytes()
+    r = subprocess.run([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--query",
+                        example_queries[0], "--channels", "2", "-"], input=pcm, capture_output=True, timeout=300)
+    err = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 0 and "Traceback" not in r.stderr.decode()
+    assert [e for e in err if "warning" in e] == [
+        "vpkl: warning: stdin: its 2 channels cancel when averaged to mono (the mix keeps 0.0% of their energy: "
+        "channels in opposite phase?); the words may be lost: give one channel (e.g. sox in.wav out.wav remix 1)"]

@@ -1,6 +1,7 @@
 """`vpkl stream`: the file, stdin and microphone sources, Ctrl-C, and bad input, against `vpkl detect`."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,9 @@ def test_file_reports_what_detect_reports(shipped_bundle, example_wavs, offline)
         assert reports_detect(got, offline[wav]), (wav, got, offline[wav])
         extra += len(got) - len(offline[wav])
         assert b"s of audio in" in r.stderr and b"RTF" in r.stderr and b"p95" in r.stderr
+        assert r.stderr.decode().splitlines()[0] == (  # what was enrolled, before the audio
+            "vpkl stream: 10 keywords from 30 images: " + ", ".join(
+                f"{k} (3)" for k in ("eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero")))
     assert extra <= 1  # example_4: "eight" also where george says "three" (his three/eight confusion)
 
 
@@ -88,7 +92,9 @@ def test_stdin_raw_pcm(shipped_bundle, example_wavs, offline, tmp_path):
     (["-", "--format", "f32le"], np.full(3200, np.nan, "<f4").tobytes(), "stdin: chunk 0: holds 1600 NaN"),
     (["--file", "{nofile}"], None, "no such file"),
     (["--file", "{example}", "--chunk-ms", "0"], None, "--chunk-ms"),
-    (["--file", "{example}", "--hop-ms", "5000"], None, "--hop-ms: 5.0 s is longer than window_s"),
+    (["--file", "{example}", "--hop-ms", "5000"], None, "--hop-ms: 5.0 s is longer than --window-s (3.0 s)"),
+    (["--file", "{example}", "--query", "{example}"], None, "--query/--queries: give --query IMAGE"),
+    (["--file", "{example}", "--provider", "cuda", "--fp16"], None, "--fp16: only with the tensorrt provider"),
     (["--file", "{example}", "--lookahead-s", "2.99"], None, "--lookahead-s: 2.99 s is 150 frames"),
     (["--file", "{example}", "--chunk-ms", "inf"], None, "--chunk-ms: expected 0 < milliseconds <= 60000"),
     (["--file", "{example}", "--format", "f32le"], None, "--format: only with -"),
@@ -104,6 +110,23 @@ def test_bad_stream_arguments(shipped_bundle, example_wavs, tmp_path, args, stdi
             .replace("{old}", str(tmp_path / "assets" / "digits")) for a in args]
     r = stream_cli(shipped_bundle, *args, stdin=stdin)
     assert r.returncode == 2 and what in r.stderr.decode() and b"Traceback" not in r.stderr, r.stderr
+    if not what.startswith("stdin: "):  # refused before any audio: the error is the only line
+        assert len(r.stderr.decode().strip().splitlines()) == 1, r.stderr
+
+
+def test_stream_lists_the_files_it_skipped(shipped_bundle, example_wavs, offline, tmp_path):
+    """A --queries folder with other files: stderr names them; the detections are those of the
+    images alone (against `vpkl detect` with the shipped query folder)."""
+    folder = tmp_path / "q"
+    shutil.copytree(QUERIES, folder)
+    (folder / "README.txt").write_text("query images")
+    (folder / "seven.gif").write_bytes(b"GIF89a")
+    r = subprocess.run([sys.executable, "-m", "vpkl.cli", "stream", "--queries", str(folder), "--jsonl",
+                        "--file", example_wavs[1]], capture_output=True, timeout=300)
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "10 keywords from 30 images" in err and f"skipped in {folder} (not .png/.jpg/.jpeg images): README.txt, seven.gif" in err
+    assert same_places(words(r.stdout), offline[example_wavs[1]])
 
 
 def test_ctrl_c_stops_cleanly_with_a_summary(shipped_bundle, example_wavs, tmp_path):

@@ -91,3 +91,37 @@ def test_joined_utterances_are_split_back_by_frame_centre():
     assert out[0, :24, 0].tolist() == list(range(24)) and out[1, :10, 0].tolist() == list(range(24, 34))
     assert out[2, :14, 0].tolist() == list(range(40, 54)) and float(out[1, 10:].abs().sum()) == 0.0
 
+
+
+def test_composed_utterances_of_each_kind():
+    """Keyword-free utterances carry no word; mixed ones carry their digits' true times; digital
+    silence framing is exact zeros (hand-checked against the pieces put in)."""
+    from vpkl.training import digits_data as dd
+    from vpkl.training import negatives as ng
+    rng = np.random.default_rng(0)
+    tone = lambda f, s: (0.5 * np.sin(2 * np.pi * f * np.arange(int(s * 16000)) / 16000)).astype(np.float32)
+    recs = [dd.Recording(7, "x", 0, tone(500, 0.4))]
+    fillers = ng.Fillers(words=[tone(900, 0.3)], texts=[tone(1300, 3.0)])
+    free = ng.compose(rng, recs, fillers, p_free=1.0, p_mixed=0.0, p_digital_silence=0.0)
+    assert free.words == []
+    mixed = ng.compose(rng, recs, fillers, p_free=0.0, p_mixed=1.0, p_digital_silence=0.0)
+    assert mixed.words and all(w == "seven" for w, _, _ in mixed.words)
+    for _, a, b in mixed.words:
+        assert abs(b - a - 0.4) < 1e-3
+    framed = ng.compose(rng, recs, fillers, p_free=0.0, p_mixed=1.0, p_digital_silence=1.0)
+    first = np.flatnonzero(framed.samples)[0]
+    assert first >= 1600 and np.all(framed.samples[:first] == 0)     # >= 0.1 s of exact zeros
+    assert framed.words[0][1] * 16000 >= first
+    digits_only = ng.compose(rng, recs, fillers, p_free=0.0, p_mixed=0.0)
+    assert digits_only.words and all(w == "seven" for w, _, _ in digits_only.words)
+
+
+def test_non_speech_kinds_and_trim():
+    from vpkl.training import negatives as ng
+    rng = np.random.default_rng(1)
+    kinds = [ng.non_speech(rng, 8000) for _ in range(40)]
+    assert any(np.all(k == 0) for k in kinds) and all(len(k) == 8000 and np.all(np.isfinite(k)) for k in kinds)
+    x = np.zeros(16000, np.float32)
+    x[6000:9000] = 0.3
+    t = ng.trim(x)
+    assert np.count_nonzero(t) == 3000 and 3000 + 2 * 800 <= len(t) <= 3000 + 2 * 800 + 2 * 160   # word, 50 ms each side

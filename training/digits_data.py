@@ -54,8 +54,11 @@ def fsdd_dir(data_dir: str) -> str:
                          "{digit}_{speaker}_{index}.wav)")
 
 
-def load_fsdd(data_dir: str, split: str) -> list[Recording]:
-    """Recordings of one split (see module docstring), resampled to 16 kHz."""
+def load_fsdd(data_dir: str, split: str, held_out: str | None = HELD_OUT_SPEAKER) -> list[Recording]:
+    """Recordings of one split (see module docstring), resampled to 16 kHz.
+
+    ``held_out``: the speaker of the test split, kept out of train and val (None: no speaker is
+    held out, and the test split is empty)."""
     d = fsdd_dir(data_dir)
     out = []
     for f in sorted(os.listdir(d)):
@@ -63,7 +66,7 @@ def load_fsdd(data_dir: str, split: str) -> list[Recording]:
         if not m:
             continue
         digit, spk, idx = int(m[1]), m[2], int(m[3])
-        held = spk == HELD_OUT_SPEAKER
+        held = spk == held_out
         if split == "test":
             keep = held
         elif split == "val":

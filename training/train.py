@@ -52,6 +52,7 @@ from vpkl.model.vpkl_model import VPKLModel, build_model, save_checkpoint
 from vpkl.runtime.images import preprocess
 
 from . import digits_data as dd
+from . import negatives as ng
 from .sampling import SAMPLINGS, all_pairs_targets, pick_negative, pick_positive
 
 
@@ -73,6 +74,10 @@ class TrainConfig:
     val_utterances: int = 400
     images_per_keyword: int = 3  # all_pairs: query images per keyword in each batch
     prototypes: bool = True      # all_pairs: learnt keyword prototypes as an extra target
+    keyword_free: float = 0.0    # share of utterances with no keyword (see vpkl.training.negatives)
+    mixed: float = 0.0           # share of utterances mixing digits with non-keyword words
+    synth: str | None = None     # synthetic speech cache (vpkl.training.synth_speech): extra digit voices, text
+    held_out_speaker: str | None = dd.HELD_OUT_SPEAKER  # None: train on every FSDD speaker
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -199,9 +204,15 @@ class PairLoss(torch.nn.Module):
 
 
 def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, noise,
-              pair_loss: PairLoss, prototypes: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-    """One batch: (loss, batch AUC of S). ``prototypes``: (K, M, D) keyword prototypes or None."""
-    utts = [dd.synthesize(rng, recs, noise_bank=noise) for _ in range(cfg.batch_size)]
+              pair_loss: PairLoss, prototypes: torch.Tensor | None = None,
+              fillers: ng.Fillers | None = None) -> tuple[torch.Tensor, float]:
+    """One batch: (loss, batch AUC of S). ``prototypes``: (K, M, D) keyword prototypes or None;
+    ``fillers``: non-keyword material (None or empty: digits-only utterances, the old recipe)."""
+    if fillers:
+        utts = [ng.compose(rng, recs, fillers, cfg.keyword_free, cfg.mixed, noise_bank=noise)
+                for _ in range(cfg.batch_size)]
+    else:
+        utts = [dd.synthesize(rng, recs, noise_bank=noise) for _ in range(cfg.batch_size)]
     kws = keyword_sets(utts)
     draw = lambda ks: np.array([rng.choice(by_label[k]) for k in ks])
     if cfg.sampling == "all_pairs":
@@ -243,12 +254,13 @@ def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, n
 
 
 @torch.no_grad()
-def choose_threshold(model: VPKLModel, data: str, seed: int, n_utts: int) -> tuple[float, dict]:
+def choose_threshold(model: VPKLModel, data: str, seed: int, n_utts: int,
+                     held_out: str | None = dd.HELD_OUT_SPEAKER) -> tuple[float, dict]:
     """Best-F1 detection threshold on the validation split, with queries averaged per keyword."""
     from vpkl.evaluation.metrics import best_threshold
     model.eval()
     rng = np.random.default_rng(dd.split_seed("val", seed))
-    recs = dd.load_fsdd(data, "val")
+    recs = dd.load_fsdd(data, "val", held_out)
     utts = [dd.synthesize(rng, recs) for _ in range(n_utts)]
     images, labels = dd.digit_images("val")
     x = image_tensor(images, model.preset)
@@ -278,9 +290,19 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
     torch.set_num_threads(cfg.threads)
     rng = seed_everything(cfg.seed)
     model = build_model(preset)
-    recs = dd.load_fsdd(cfg.data, "train")
+    if not (0.0 <= cfg.keyword_free and 0.0 <= cfg.mixed and cfg.keyword_free + cfg.mixed <= 1.0):
+        raise ValueError(f"keyword_free and mixed must be shares adding to at most 1, got {cfg.keyword_free}, {cfg.mixed}")
+    recs = dd.load_fsdd(cfg.data, "train", cfg.held_out_speaker)
     if cfg.speed_perturb:
         recs = dd.speed_perturb(recs)
+    fillers = ng.Fillers()
+    if cfg.keyword_free + cfg.mixed > 0:
+        fillers.words = ng.speech_commands(cfg.data, "train")
+    if cfg.synth:
+        texts, synth_digits = ng.synthetic(cfg.synth, "train")
+        recs = recs + synth_digits
+        if cfg.keyword_free + cfg.mixed > 0:
+            fillers.texts = texts
     imgs, labels = dd.digit_images("train")
     images = image_tensor(imgs, model.preset)
     by_label = {k: np.flatnonzero(labels == k) for k in range(len(dd.KEYWORDS))}
@@ -298,7 +320,7 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
     model.train()
     bar = tqdm(range(cfg.steps), desc="train", unit="step")
     for _ in bar:
-        loss, a = step_loss(model, cfg, rng, recs, images, by_label, noise, pair_loss, prototypes)
+        loss, a = step_loss(model, cfg, rng, recs, images, by_label, noise, pair_loss, prototypes, fillers)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -307,7 +329,7 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
         ema = float(loss.detach()) if ema is None else 0.98 * ema + 0.02 * float(loss.detach())
         auc = 0.95 * auc + 0.05 * a
         bar.set_postfix(loss=f"{ema:.3f}", auc=f"{auc:.3f}")
-    thr, val = choose_threshold(model, cfg.data, cfg.seed, cfg.val_utterances)
+    thr, val = choose_threshold(model, cfg.data, cfg.seed, cfg.val_utterances, cfg.held_out_speaker)
     summary = {"train_seconds": round(time.time() - t0, 1), "final_loss": ema, "threshold": thr, **val}
     save_checkpoint(model, cfg.out, threshold=thr, keywords=list(dd.KEYWORDS), train=vars(cfg), summary=summary)
     return summary

@@ -1,0 +1,161 @@
+"""What a microphone hears besides keywords: material for training utterances with and without digits.
+
+The digits recipe used to show the model only utterances made of digits, so every sound was
+matched to its nearest digit (thousands of false alarms per hour on ordinary words). This module
+adds, to the training utterances of :mod:`vpkl.training.digits_data`:
+
+- real non-keyword words: Speech Commands clips (``DATA/speech_commands_words``), trimmed to the
+  word; the words in :data:`HELD_OUT_WORDS` are kept for validation;
+- synthetic speech (:mod:`vpkl.training.synth_speech`): keyword-free running text, cut into
+  pieces of 0.3-2 s, and every digit word said by each synthetic voice (extra speakers next to
+  the real recordings); the held-out engine is kept for validation;
+- non-speech: digital silence, clicks, mains hum and bursts of coloured noise.
+
+:func:`compose` mixes them into one utterance of one of three kinds: no keyword at all, digits
+mixed with non-keyword pieces, or digits alone (the old recipe's kind). Word times are kept for
+evaluation only; training uses the set of keywords (empty for a keyword-free utterance).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vpkl.runtime.audio import read_audio
+
+from . import digits_data as dd
+
+HELD_OUT_WORDS = ("happy", "house", "marvin")
+_SC_NAME = re.compile(r"^([a-z]+)_([0-9a-f]+)_nohash_(\d+)\.wav$")
+
+
+def trim(x: np.ndarray, rel_db: float = -35.0, margin_s: float = 0.05) -> np.ndarray:
+    """The part of ``x`` whose 10 ms frames are within ``rel_db`` of its loudest, plus a margin."""
+    hop = dd.SAMPLE_RATE // 100
+    n = len(x) // hop
+    if n == 0:
+        return x
+    e = 10 * np.log10(np.mean(x[:n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12)
+    on = np.flatnonzero(e > e.max() + rel_db)
+    m = int(margin_s * dd.SAMPLE_RATE)
+    return x[max(on[0] * hop - m, 0):min((on[-1] + 1) * hop + m, len(x))]
+
+
+def speech_commands(data_dir: str, split: str) -> list[np.ndarray]:
+    """Trimmed Speech Commands words of a split: ``train`` (all but HELD_OUT_WORDS) or ``val``."""
+    d = os.path.join(data_dir, "speech_commands_words")
+    if not os.path.isdir(d):
+        return []
+    out = []
+    for f in sorted(os.listdir(d)):
+        m = _SC_NAME.match(f)
+        if m and (m[1] in HELD_OUT_WORDS) == (split == "val"):
+            out.append(trim(read_audio(os.path.join(d, f), dd.SAMPLE_RATE)))
+    return out
+
+
+def synthetic(cache: str, split: str) -> tuple[list[np.ndarray], list[dd.Recording]]:
+    """(keyword-free text recordings, digit recordings as extra speakers) of a split of the cache."""
+    texts, digits = [], []
+    with open(os.path.join(cache, "index.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["split"] != split:
+                continue
+            x = trim(read_audio(os.path.join(cache, r["audio"]), dd.SAMPLE_RATE))
+            if r["keyword"] is None:
+                texts.append(x)
+            else:
+                digits.append(dd.Recording(dd.KEYWORDS.index(r["keyword"]), f"{r['engine']}:{r['voice']}", 0, x))
+    return texts, digits
+
+
+def non_speech(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n,) float64 non-speech at unit-ish level: digital silence, clicks, hum or a noise burst."""
+    kind = int(rng.integers(4))
+    t = np.arange(n) / dd.SAMPLE_RATE
+    if kind == 0:
+        return np.zeros(n)
+    if kind == 1:                                    # clicks: decaying impulses at random times
+        x = np.zeros(n)
+        for at in rng.integers(0, n, size=int(rng.integers(1, 6))):
+            k = min(n - at, 400)
+            x[at:at + k] += rng.choice([-1, 1]) * np.exp(-np.arange(k) / rng.uniform(5, 60))
+        return x
+    if kind == 2:                                    # mains hum with harmonics
+        f0 = float(rng.choice([50.0, 60.0]))
+        return sum(rng.uniform(0.1, 1) / h * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6.3)) for h in range(1, 6))
+    return dd.coloured_noise(rng, n, float(rng.uniform(0, 2)))
+
+
+@dataclass
+class Fillers:
+    """Non-keyword material of one split: pieces of speech (real words, synthetic text)."""
+
+    words: list = field(default_factory=list)     # real words, trimmed
+    texts: list = field(default_factory=list)     # synthetic running text, trimmed
+
+    def __bool__(self) -> bool:
+        return bool(self.words or self.texts)
+
+    def piece(self, rng: np.random.Generator) -> np.ndarray:
+        """A real word, or 0.3-2 s cut from a synthetic sentence (half each, when both exist)."""
+        use_words = self.words and (not self.texts or rng.random() < 0.5)
+        if use_words:
+            return self.words[int(rng.integers(len(self.words)))]
+        x = self.texts[int(rng.integers(len(self.texts)))]
+        n = min(len(x), int(rng.uniform(0.3, 2.0) * dd.SAMPLE_RATE))
+        start = int(rng.integers(0, len(x) - n + 1))
+        return x[start:start + n]
+
+
+def compose(rng: np.random.Generator, recordings: list, fillers: Fillers, p_free: float, p_mixed: float,
+            p_digital_silence: float = 0.15, noise_bank: dd.NoiseBank | None = None) -> dd.Utterance:
+    """One training utterance: keyword-free (``p_free``), digits mixed with fillers (``p_mixed``),
+    or digits alone (otherwise, as :func:`~vpkl.training.digits_data.synthesize`).
+
+    Level and noise as in ``synthesize``; speech power for the SNR is measured over all the
+    speech pieces. With ``p_digital_silence`` the utterance is framed by 0.1-1 s of exact zeros
+    (a padded file, a device warming up), the noise not reaching into them.
+    """
+    u = rng.random()
+    kind = "free" if u < p_free else "mixed" if u < p_free + p_mixed else "digits"
+    if kind == "digits" or not fillers:
+        return dd.synthesize(rng, recordings, noise_bank=noise_bank)
+    items = []                                   # (samples, keyword or None)
+    if kind == "free":
+        for _ in range(int(rng.integers(1, 5))):
+            if rng.random() < 0.2:
+                items.append((non_speech(rng, int(rng.uniform(0.2, 1.0) * dd.SAMPLE_RATE)) * rng.uniform(0.05, 1), None))
+            else:
+                items.append((fillers.piece(rng), None))
+    else:
+        for r in (recordings[int(i)] for i in rng.integers(0, len(recordings), size=int(rng.integers(1, 4)))):
+            items.append((r.samples, dd.KEYWORDS[r.digit]))
+        for _ in range(int(rng.integers(1, 4))):
+            items.insert(int(rng.integers(0, len(items) + 1)), (fillers.piece(rng), None))
+    pieces, words, t = [], [], 0
+    for x, kw in items:
+        gap = np.zeros(int(rng.uniform(0.05, 0.5) * dd.SAMPLE_RATE))
+        pieces += [gap, np.asarray(x, np.float64)]
+        t += len(gap)
+        if kw is not None:
+            words.append((kw, t / dd.SAMPLE_RATE, (t + len(x)) / dd.SAMPLE_RATE))
+        t += len(x)
+    pieces.append(np.zeros(int(rng.uniform(0.05, 0.5) * dd.SAMPLE_RATE)))
+    speech = np.concatenate(pieces)
+    peak = float(rng.uniform(-30.0, -3.0))
+    gain = 10 ** (peak / 20) / (np.max(np.abs(speech)) + 1e-12)
+    speech *= gain
+    power = np.mean(np.concatenate(pieces[1::2]) ** 2) * gain ** 2
+    snr = float(rng.uniform(5.0, 35.0))
+    noise = noise_bank(rng, len(speech)) if noise_bank else dd.coloured_noise(rng, len(speech), float(rng.uniform(0, 2)))
+    mix = speech + noise * np.sqrt(power / 10 ** (snr / 10))
+    if rng.random() < p_digital_silence:
+        a, b = (int(rng.uniform(0.1, 1.0) * dd.SAMPLE_RATE) for _ in range(2))
+        mix = np.concatenate([np.zeros(a), mix, np.zeros(b)])
+        words = [(w, s + a / dd.SAMPLE_RATE, e + a / dd.SAMPLE_RATE) for w, s, e in words]
+    return dd.Utterance(np.clip(mix, -1.0, 1.0).astype(np.float32), words, snr, peak)
