@@ -133,8 +133,8 @@ def sample_blocks(audio, sample_rate: int, name: str = "audio", block_s: float =
     Returns:
         (duration in seconds, iterator of (n,) float32 blocks at ``sample_rate``).
     Raises:
-        VpklInputError, naming the file (its path) or ``name`` (samples): a file that cannot be opened (at once), NaN or infinite
-        samples (when the iterator reaches them).
+        VpklInputError, naming the file (its path) or ``name`` (samples): a file that cannot be
+        opened (at once), NaN or infinite samples (when the iterator reaches them).
     """
     if isinstance(audio, (str, os.PathLike)):
         name = os.fspath(audio)  # a file is named by its path, as read_audio names it
@@ -194,8 +194,7 @@ def scan(bundle: Bundle, audio, queries: np.ndarray, window_s: float = WINDOW_S,
         device in a long recording), unless no other window is.
     Raises:
         VpklInputError: unreadable, empty, non-finite or too short audio (named by its path, or
-            ``name`` for samples), bad
-            window_s / hop_s.
+            ``name`` for samples), bad window_s / hop_s.
     """
     w, h = check_window(bundle, window_s, hop_s)
     name = os.fspath(audio) if isinstance(audio, (str, os.PathLike)) else name
@@ -228,6 +227,8 @@ def scan(bundle: Bundle, audio, queries: np.ndarray, window_s: float = WINDOW_S,
             last_end, next_end = next_end, next_end + h
         if progress is not None:
             progress(enc.front_end.n_samples / sr, total_s)
+    if progress is not None and enc.front_end.n_samples / sr < total_s:
+        progress(total_s, total_s)  # all read (resampling can leave a sample's rounding short)
     n = enc.front_end.n_samples
     if n == 0:
         raise VpklInputError(f"{name}: the audio is empty (0 samples)")

@@ -152,10 +152,10 @@ def test_twenty_minutes_in_bounded_memory(shipped_bundle, tmp_path):
 
 
 def test_cli_shows_progress_for_long_audio(shipped_bundle, tmp_path):
-    """`vpkl detect` on 90 s of audio writes one progress line per tenth on stderr (not a
-    terminal), the last at 100%, and the results on stdout; on a 2.6 s example, nothing."""
+    """`vpkl detect` on 90 s of audio at 44.1 kHz writes one progress line per tenth on stderr (not
+    a terminal), the last at 100%, and the results on stdout; on a 2.6 s example, nothing."""
     p = tmp_path / "long.wav"
-    sf.write(p, np.random.default_rng(0).normal(0, 0.01, 90 * SR).astype(np.float32), SR)
+    sf.write(p, np.random.default_rng(0).normal(0, 0.01, 90 * 44100).astype(np.float32), 44100)
     q = f"{EXAMPLES}/queries/seven_test00.png"
     r = run_cli("detect", "--bundle", shipped_bundle, "--query", q, str(p), "--json")
     assert r.returncode == 0, r.stderr
