@@ -161,7 +161,10 @@ def test_cli_shows_progress_for_long_audio(shipped_bundle, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 10 and lines[-1] == f"vpkl detect: {p}: 90 / 90 s of audio (100%)", lines
-    assert json.loads(r.stdout)["results"][0]["keyword"] == "seven"
+    res = json.loads(r.stdout)["results"][0]
+    assert res["keyword"] == "seven"
+    start, end = res["window"]  # 90 s: 4499 embeddings, windows of 500 ending at 500, 750, ... and 4499
+    assert end - start == 500 and (end % 250 == 0 or end == 4499) and start <= res["frame"] < end
     r = run_cli("detect", "--bundle", shipped_bundle, "--query", q, f"{EXAMPLES}/example_4.wav")
     assert r.returncode == 0 and r.stderr == ""
 
