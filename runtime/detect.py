@@ -76,7 +76,7 @@ def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str =
     if len(queries) == 0:
         raise VpklInputError("queries: no query enrolled")
     frames = embed_audio(bundle, audio, name)
-    s, att, _ = bundle.score(queries.embeddings, frames)
+    s, att, _ = bundle.score(queries, frames)
     out = []
     for k, kw in enumerate(queries.keywords):
         thr = bundle.threshold if threshold is None else (

@@ -326,7 +326,7 @@ class Spotter:
         """Score the window of frames ending (exclusive) at absolute frame ``end``."""
         start = max(end - self._window, 0)
         emb = self.bundle.encode_bidirectional(frames[start - base:end - base])
-        s, att, _ = self.bundle.score(self.queries.embeddings, emb)
+        s, att, _ = self.bundle.score(self.queries, emb)
         self.last_window = WindowScores(start, end, s, att)
         out = []
         for q in range(len(s)):
