@@ -1,14 +1,42 @@
 """vpkl: visually prompted keyword localisation, exportable to ONNX and run without torch.
 
+Show vpkl an image of a concept (a handwritten "7") and audio: it says whether the depicted
+word is spoken (a detection score S against a threshold) and where (the frame, 50 per second).
+``import vpkl`` gives the runtime (numpy + onnxruntime; it never imports torch)::
+
+    import vpkl
+
+    model = vpkl.Model()                                 # the shipped digits bundle; Model("path/to/bundle")
+    model.enrol("assets/examples/queries")               # a folder, image files, or {keyword: [images]}
+    for r in model.detect("utterance.wav"):              # any soundfile format, rate, channels
+        print(r.keyword, r.score, r.detected, r.frame, r.time_s)
+    stream = model.stream()                              # a Spotter: one per stream, many at once
+    for d in stream.run("long.wav"):                     # a path, an array, or an iterable of chunks
+        print(d.keyword, d.score, d.time_s, d.delay_s)
+
+Bad input raises :class:`VpklInputError` (a ValueError) whose message names the input.
+
 Subpackages (one concern each, data flowing audio -> features -> embeddings -> scores ->
 detections):
 
 - ``vpkl.runtime``: numpy + onnxruntime runtime (no torch): audio I/O, front end, bundles,
-  query enrolment, ``detect``.
+  query enrolment, ``detect``, streaming; :class:`Model` is in ``vpkl.runtime.api``.
 - ``vpkl.model``: the PyTorch model (presets ``paper`` and ``digits``).
 - ``vpkl.training``: the digits training recipe (data synthesis, sampling, loop).
 - ``vpkl.evaluation``: the paper's detection / localisation protocol on JSON-lines manifests.
 - ``vpkl.export``: PyTorch checkpoint -> ONNX bundle, with a parity check.
+- ``vpkl.calibration``: int8 bundles; ``vpkl.benchmarks``: the benchmark suite; ``vpkl.cli``: the
+  ``vpkl`` command.
 """
 
 __version__ = "0.1.0"
+
+from vpkl.runtime.api import Model
+from vpkl.runtime.bundle import Bundle
+from vpkl.runtime.detect import KeywordResult
+from vpkl.runtime.errors import VpklInputError
+from vpkl.runtime.queries import QuerySet
+from vpkl.runtime.stream import Detection, Spotter, StreamConfig
+
+__all__ = ["Model", "Bundle", "QuerySet", "KeywordResult", "Spotter", "StreamConfig", "Detection",
+           "VpklInputError", "__version__"]
