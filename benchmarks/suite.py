@@ -15,11 +15,10 @@ import time
 
 import numpy as np
 
-from vpkl.runtime.demo import ASSETS
+from vpkl.runtime.demo import EXAMPLES, SHIPPED_BUNDLE
 
 from .timing import median_time
 
-EXAMPLES = os.path.join(ASSETS, "examples")
 BACKENDS = ("torch", "fp32", "fp16", "int8")
 
 
@@ -36,7 +35,7 @@ def make_bundles(preset: str, work: str, model, calib_audio: str, calib_images: 
     from vpkl.calibration.quantize import calibrate_bundle
     from vpkl.export.precision import fp16_bundle
     if preset == "digits":
-        fp32 = os.path.join(ASSETS, "digits")
+        fp32 = SHIPPED_BUNDLE
     else:
         from vpkl.export.onnx_export import export_bundle
         from vpkl.model.vpkl_model import save_checkpoint
