@@ -31,12 +31,32 @@ detections):
 
 __version__ = "0.1.0"
 
-from vpkl.runtime.api import Model
-from vpkl.runtime.bundle import Bundle
-from vpkl.runtime.detect import KeywordResult
-from vpkl.runtime.errors import VpklInputError
-from vpkl.runtime.queries import QuerySet
-from vpkl.runtime.stream import Detection, Spotter, StreamConfig
+# The runtime's names load on first use (PEP 562), so that `import vpkl.model` for training, or
+# the `vpkl` command's --help, does not pay for onnxruntime; `from vpkl import Model` works as usual.
+_EXPORTS = {"Model": "vpkl.runtime.api", "Bundle": "vpkl.runtime.bundle", "QuerySet": "vpkl.runtime.queries",
+            "KeywordResult": "vpkl.runtime.detect", "Spotter": "vpkl.runtime.stream",
+            "StreamConfig": "vpkl.runtime.stream", "Detection": "vpkl.runtime.stream",
+            "VpklInputError": "vpkl.runtime.errors"}
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = ["Model", "Bundle", "QuerySet", "KeywordResult", "Spotter", "StreamConfig", "Detection",
-           "VpklInputError", "__version__"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
+    from vpkl.runtime.api import Model
+    from vpkl.runtime.bundle import Bundle
+    from vpkl.runtime.detect import KeywordResult
+    from vpkl.runtime.errors import VpklInputError
+    from vpkl.runtime.queries import QuerySet
+    from vpkl.runtime.stream import Detection, Spotter, StreamConfig
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vpkl' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups do not come here
+    return value
+
+
+def __dir__() -> list:
+    return sorted({*globals(), *_EXPORTS})

@@ -59,8 +59,10 @@ def test_all_names_and_the_docstring_example():
 
 
 def test_import_vpkl_does_not_import_torch():
-    """In a fresh interpreter: import vpkl, load, enrol, detect and stream; torch never enters sys.modules."""
+    """In a fresh interpreter: import vpkl (which alone loads no runtime, not even onnxruntime), load,
+    enrol, detect and stream; torch never enters sys.modules."""
     code = ("import sys, vpkl\n"
+            "assert 'onnxruntime' not in sys.modules\n"
             f"m = vpkl.Model(queries={QUERIES!r})\n"
             f"r = m.detect({EXAMPLES + '/example_4.wav'!r})\n"
             f"d = list(m.stream().run({EXAMPLES + '/example_4.wav'!r}))\n"
