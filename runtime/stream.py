@@ -343,31 +343,36 @@ class Spotter:
                 bundle's rate), an array of samples at the bundle's rate ((n,) or (n, channels),
                 as for :meth:`feed`), or an iterable of chunks (each as for :meth:`feed`).
             chunk_s: seconds per chunk for a file or an array (default 0.1).
-        Yields:
-            :class:`Detection` in the order they fire, the flush's last.
+        Returns:
+            An iterator of :class:`Detection` in the order they fire, the flush's last (the audio
+            is read and fed as it is iterated).
         Raises:
-            VpklInputError: an unreadable file, a bad chunk (named by its index), a chunk_s that is
-                not 0 < chunk_s <= 60, and as :meth:`feed`.
+            VpklInputError: at once, a chunk_s that is not 0 < chunk_s <= 60 or a source of another
+                kind; while iterating, an unreadable file, a bad chunk (named by its index), and
+                as :meth:`feed`.
         """
         if isinstance(chunk_s, (bool, np.bool_)) or not isinstance(chunk_s, numbers.Real) \
                 or not 0 < chunk_s <= 60:
             raise VpklInputError(f"chunk_s: expected seconds per chunk, 0 < chunk_s <= 60, got {chunk_s!r}")
         sr = self.bundle.front_end.sample_rate
         if isinstance(source, (str, os.PathLike)):
-            chunks = file_chunks(os.fspath(source), sr, float(chunk_s))
-        elif isinstance(source, np.ndarray):
+            return self._run(file_chunks(os.fspath(source), sr, float(chunk_s)), own=True)
+        if isinstance(source, np.ndarray):
             step = max(1, int(round(chunk_s * sr)))
-            chunks = (source[i:i + step] for i in range(0, len(source), step)) if source.ndim else iter([source])
-        elif isinstance(source, Iterable):
-            chunks = source
-        else:
-            raise VpklInputError(f"source: got {type(source).__name__}, expected an audio file path, an array of "
-                                 "samples or an iterable of chunks")
+            return self._run((source[i:i + step] for i in range(0, len(source), step)) if source.ndim
+                             else iter([source]), own=True)
+        if isinstance(source, Iterable):
+            return self._run(source, own=False)
+        raise VpklInputError(f"source: got {type(source).__name__}, expected an audio file path, an array of "
+                             "samples or an iterable of chunks")
+
+    def _run(self, chunks: Iterable, own: bool) -> Iterator[Detection]:
+        """Feed ``chunks``, then flush; ``own``: close them when done or stopped early (a file)."""
         try:
             for x in chunks:
                 yield from self.feed(x)
         finally:
-            if hasattr(chunks, "close"):
+            if own:
                 chunks.close()  # a file read block by block is closed here, even when the caller stops early
         yield from self.flush()
 

@@ -187,8 +187,10 @@ def test_many_streams_at_once_share_one_model(model, reference):
     (lambda: vpkl.Model(queries={"seven": np.zeros((8, 8), np.float64)}), "'seven': image array of shape \\(8, 8\\)"),
     (lambda: vpkl.Model(queries="/no/such/dir"), "/no/such/dir: no such query folder or image file"),
     (lambda: list(vpkl.Model(queries=QUERIES).stream().run("/no/such.wav")), "/no/such.wav"),
-    (lambda: list(vpkl.Model(queries=QUERIES).stream().run(np.zeros(100), chunk_s=0)), "chunk_s"),
-    (lambda: list(vpkl.Model(queries=QUERIES).stream().run(42)), "source: got int"),
+    (lambda: vpkl.Model(queries=QUERIES).stream().run(np.zeros(100), chunk_s=0), "chunk_s"),
+    (lambda: vpkl.Model(queries=QUERIES).stream().run(42), "source: got int"),
+    (lambda: list(vpkl.Model(queries=QUERIES).stream().run([np.zeros(100), np.full(9, np.nan)])),
+     "chunk 1: holds 9 NaN"),
     (lambda: vpkl.Model(queries=QUERIES).detect(np.zeros(10, np.float32)), "audio: 0.6 ms of audio"),
 ])
 def test_bad_input_is_named(call, what):

@@ -74,7 +74,7 @@ def test_stream_window_equals_pytorch_on_the_whole_utterance(random_bundle, exam
         with torch.no_grad():
             feats, _ = model.front_end(torch.from_numpy(x)[None])
             frames = model.audio(feats)
-            s, att, _ = localising_attention(torch.from_numpy(qs.embeddings), frames, torch.tensor([frames.shape[1]]))
+            s, att, _ = localising_attention(torch.tensor(qs.embeddings), frames, torch.tensor([frames.shape[1]]))
         w = sp.last_window
         assert (w.start, w.end) == (0, frames.shape[1])
         assert np.abs(w.scores - s[:, 0].numpy()).max() < 1e-4
