@@ -100,10 +100,10 @@ class Model:
                 - a folder of ``{keyword}_{anything}.png|jpg`` images;
                 - an image file, or a list of them (``{keyword}_...`` names give the keyword,
                   other names their stem, as ``vpkl detect --query``);
-                - a mapping ``{keyword: image or [images]}``, each image a file path, an image
-                  array ((H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, uint8 0-255, resized and
-                  normalised like a file), or an already preprocessed (C, size, size) float32
-                  network input;
+                - a mapping ``{keyword: image or [images]}``, each image a file path, a pillow
+                  image, a pixel array ((H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, uint8
+                  0-255; both resized and normalised like a file), or an already preprocessed
+                  (C, size, size) float32 network input;
                 - a :class:`QuerySet` (prepared for this model's scorer if it is not already).
         Returns:
             The :class:`QuerySet`, prepared for the bundle's scorer once; it replaces the queries
@@ -133,12 +133,16 @@ class Model:
         return qs
 
     def _image(self, keyword, item):
-        """A query image as enrol takes it: a path, or a preprocessed (C, size, size) float32 array."""
+        """A query image as enrol takes it: a path, or a preprocessed (C, size, size) float32 array
+        (pillow images and uint8 pixel arrays are resized and normalised as files are)."""
         if isinstance(item, (str, os.PathLike)):
             return os.fspath(item)
-        if not isinstance(item, np.ndarray):
-            raise VpklInputError(f"query {keyword!r}: got {type(item).__name__}, expected an image path or array")
         cfg = self.bundle.image
+        if isinstance(item, Image.Image):
+            return preprocess(item, cfg)
+        if not isinstance(item, np.ndarray):
+            raise VpklInputError(f"query {keyword!r}: got {type(item).__name__}, expected an image path, a pillow "
+                                 "image or an array")
         if item.shape == (cfg.channels, cfg.size, cfg.size) and item.dtype.kind == "f":
             return item.astype(np.float32)
         if item.dtype == np.uint8 and (item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (3, 4))):

@@ -103,8 +103,9 @@ def test_detect_equals_the_functions_and_finds_the_spoken_words(model, reference
 
 
 def test_every_way_to_enrol_gives_the_same_queries(shipped_bundle, reference):
-    """A folder, a list of files, {keyword: paths}, {keyword: uint8 pixels read by pillow},
-    {keyword: preprocessed arrays} and a QuerySet of another bundle: the same embeddings as enrol."""
+    """A folder, a list of files, {keyword: paths}, {keyword: uint8 pixels read by pillow}, {keyword:
+    pillow images}, {keyword: preprocessed arrays} and a QuerySet of another bundle: the same embeddings
+    as enrol on the folder."""
     b, qs = reference
     m = vpkl.Model(shipped_bundle, scorer="onnx")
     files = sorted(os.path.join(QUERIES, f) for f in os.listdir(QUERIES))
@@ -112,9 +113,10 @@ def test_every_way_to_enrol_gives_the_same_queries(shipped_bundle, reference):
     for f in files:
         groups.setdefault(os.path.basename(f).split("_")[0], []).append(f)
     pixels = {k: [np.asarray(Image.open(p).convert("L")) for p in v] for k, v in groups.items()}
+    pillow = {k: [Image.open(p) for p in v] for k, v in groups.items()}
     inputs = {k: [read_image(p, b.image) for p in v] for k, v in groups.items()}
     single = {"seven": pixels["seven"][0]}            # one image, not a list
-    for how in (QUERIES, files, groups, pixels, inputs, qs):
+    for how in (QUERIES, files, groups, pixels, pillow, inputs, qs):
         got = m.enrol(how)
         assert got.keywords == qs.keywords, how
         assert np.abs(got.embeddings - qs.embeddings).max() <= 1e-6
