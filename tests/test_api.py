@@ -126,9 +126,10 @@ def test_every_way_to_enrol_gives_the_same_queries(shipped_bundle, reference):
     want = b.embed_images(read_image(groups["seven"][0], b.image)[None])
     assert np.abs(got.embeddings - want).max() <= 1e-6
     assert m.enrol(files[0]).keywords == ["eight"]      # one file: its name's keyword
+    assert m.enrol(got) is got                          # already prepared for this model: kept as it is
 
 
-def test_a_stream_is_the_spotter_fed_by_hand(model, reference):
+def test_a_stream_is_the_spotter_fed_by_hand(model, reference, tmp_path):
     """model.stream().run() on a path, an array and an iterable of chunks: the detections of a
     Spotter fed the same audio chunk by chunk and flushed (and its options reach StreamConfig)."""
     b, qs = reference
@@ -136,12 +137,9 @@ def test_a_stream_is_the_spotter_fed_by_hand(model, reference):
     want = by_hand(b, qs, x)
     assert len(want) >= 5
     import soundfile as sf
-    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"vpkl_api_{os.getpid()}.wav")
+    path = tmp_path / "examples.wav"
     sf.write(path, x, 16000, subtype="FLOAT")
-    try:
-        got_file = [(d.keyword, d.frame, d.score) for d in model.stream().run(path)]
-    finally:
-        os.remove(path)
+    got_file = [(d.keyword, d.frame, d.score) for d in model.stream().run(path)]
     got_array = [(d.keyword, d.frame, d.score) for d in model.stream().run(x)]
     got_chunks = [(d.keyword, d.frame, d.score) for d in model.stream().run(x[i:i + 1600]
                                                                              for i in range(0, len(x), 1600))]
