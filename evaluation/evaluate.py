@@ -40,7 +40,7 @@ def score_manifest(bundle: Bundle, entries: list[Entry], queries: QuerySet, prog
             raise VpklInputError(f"{e.audio}: the manifest has {late[0][0]!r} ending at {late[0][1]} s, after "
                                  f"the end of the audio ({duration:.3f} s)")
         frames = embed_audio(bundle, x, e.audio)
-        s, att, _ = bundle.score(queries.embeddings, frames)
+        s, att, _ = bundle.score(queries, frames)
         t = bundle.frame_time(np.argmax(att, axis=1))
         for k, kw in enumerate(queries.keywords):
             spans = [(a, b) for w, a, b in e.words if w == kw]

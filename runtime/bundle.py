@@ -336,7 +336,9 @@ class Bundle:
         """Localising attention for Q queries against one utterance, with :attr:`scorer`.
 
         Args:
-            query: (Q, M, D) float32; audio: (N, D) float32; n_valid: valid frames (default N).
+            query: a :class:`~vpkl.runtime.queries.QuerySet` (from ``enrol``: prepared for this
+                scorer once), or (Q, M, D) float32 (prepared on each call); audio: (N, D) float32;
+                n_valid: valid frames (default N).
         Returns:
             S (Q,) in [0, 1]; aud_att (Q, N), 0 past n_valid; im_att (Q, M). All float32.
         Raises:

@@ -81,7 +81,7 @@ def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str =
         raise VpklInputError("queries: no query enrolled")
     thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold)
     frames = embed_audio(bundle, audio, name)
-    s, att, _ = bundle.score(queries.embeddings, frames)
+    s, att, _ = bundle.score(queries, frames)
     out = []
     for k, kw in enumerate(queries.keywords):
         thr = thresholds[k]
