@@ -79,7 +79,8 @@ def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str =
     """
     if len(queries) == 0:
         raise VpklInputError("queries: no query enrolled")
-    thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold)
+    thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold,
+                                    per_keyword=bundle.keyword_thresholds)
     frames = embed_audio(bundle, audio, name)
     s, att, _ = bundle.score(queries, frames)
     out = []

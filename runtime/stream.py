@@ -243,7 +243,8 @@ class Spotter:
         self._window, self._hop, self._min_window = f["window"], f["hop"], f["min_window"]
         self._lookahead, self._refractory = f["lookahead"], f["refractory"]
         self._confirm = self.config.confirm
-        self.thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold)
+        self.thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold,
+                                         per_keyword=bundle.keyword_thresholds)
         self._fe = StreamingFrontEnd(bundle.front_end)
         self._busy = threading.Lock()  # held by the one call in progress (see _exclusive)
         self.reset()
