@@ -15,11 +15,10 @@ import time
 
 import numpy as np
 
-from vpkl.runtime.demo import ASSETS
+from vpkl.runtime.demo import EXAMPLES, SHIPPED_BUNDLE
 
 from .timing import median_time
 
-EXAMPLES = os.path.join(ASSETS, "examples")
 BACKENDS = ("torch", "fp32", "fp16", "int8")
 
 
@@ -36,7 +35,7 @@ def make_bundles(preset: str, work: str, model, calib_audio: str, calib_images: 
     from vpkl.calibration.quantize import calibrate_bundle
     from vpkl.export.precision import fp16_bundle
     if preset == "digits":
-        fp32 = os.path.join(ASSETS, "digits")
+        fp32 = SHIPPED_BUNDLE
     else:
         from vpkl.export.onnx_export import export_bundle
         from vpkl.model.vpkl_model import save_checkpoint
@@ -116,7 +115,7 @@ def offline(preset: str, model, bundles: dict, cfg: dict) -> dict:
     from vpkl.runtime.queries import QuerySet
     res["detect_ms"] = {"torch": 1000 * median_time(torch_detect, cfg["repeats"])}
     for p, bb in loaded.items():
-        qs = QuerySet([f"q{i}" for i in range(10)], bb.embed_images(imgs))
+        qs = QuerySet([f"q{i}" for i in range(10)], bb.embed_images(imgs), scorer=bb.scorer)
         res["detect_ms"][p] = 1000 * median_time(lambda: detect(bb, x10, qs), cfg["repeats"])
     return res
 
@@ -137,7 +136,7 @@ def streaming(bundles: dict, cfg: dict, with_words: bool) -> dict:
         if q is None:
             from vpkl.runtime.queries import QuerySet
             img = np.zeros((10, b.image.channels, b.image.size, b.image.size), np.float32)
-            q = QuerySet([f"q{i}" for i in range(10)], b.embed_images(img))
+            q = QuerySet([f"q{i}" for i in range(10)], b.embed_images(img), scorer=b.scorer)
         out[p] = {}
         warm = Spotter(b, q)
         for i in range(0, min(len(x), 5 * 16000), 1600):  # warm-up pass: first runs of each graph

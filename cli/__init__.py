@@ -212,19 +212,34 @@ def cmd_calibrate(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from vpkl.evaluation.evaluate import evaluate
+    from vpkl.evaluation.evaluate import evaluate, score_manifest
     from vpkl.evaluation.manifest import read_manifest
     from vpkl.runtime.queries import enrol, folder_images
+    if a.out_bundle and a.target_fa_per_hour is None:
+        raise VpklInputError("--out-bundle: only with --target-fa-per-hour (it writes the threshold chosen for it)")
+    if a.per_keyword and a.target_fa_per_hour is None:
+        raise VpklInputError("--per-keyword: only with --target-fa-per-hour")
+    if a.target_fa_per_hour is not None and not (a.target_fa_per_hour >= 0):
+        raise VpklInputError(f"--target-fa-per-hour: expected false alarms per hour >= 0, got {a.target_fa_per_hour}")
+    if a.det and not a.det.lower().endswith(".png"):
+        raise VpklInputError(f"--det {a.det}: expected a .png file name")
+    if a.det and os.path.exists(a.det) and not a.force:
+        raise VpklInputError(f"--det {a.det}: already exists; pass --force to replace it")
     bundle = load_bundle(a)
     entries = read_manifest(a.manifest)
     queries = enrol(bundle, folder_images(a.queries))
     unqueried = sorted({w for e in entries for w, _, _ in e.words} - set(queries.keywords))
     if unqueried:
         print(f"vpkl evaluate: not scored, no query image in {a.queries}: {', '.join(unqueried)}", file=sys.stderr)
+    negatives = keyword_free_audio(a, entries)
     progress = None
     if not a.json and sys.stderr.isatty():
         from vpkl.runtime.progress import progress
-    res = evaluate(bundle, entries, queries, threshold(a, bundle), progress)
+    thr = threshold(a, bundle)
+    scored = score_manifest(bundle, entries, queries, progress)
+    res = evaluate(bundle, entries, queries, thr, scored=scored)
+    if negatives:
+        res["false_alarms"] = false_alarm_report(a, bundle, queries, negatives, scored, thr, progress)
     if a.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -237,7 +252,95 @@ def cmd_evaluate(a) -> int:
         d, l = m["detection"], m["localisation"]
         print(f"{name:<12} {m['pairs']:>6} | {d['precision']:6.3f} {d['recall']:6.3f} {d['f1']:6.3f} | "
               f"{l['precision']:6.3f} {l['recall']:6.3f} {l['f1']:6.3f} {l['accuracy']:7.3f}")
+    if negatives:
+        print_false_alarms(res["false_alarms"])
     return 0
+
+
+def keyword_free_audio(a, entries) -> list:
+    """The audio of --negatives (files or folders) and of the manifest's lines without words."""
+    from vpkl.evaluation.false_alarms import negative_files
+    files = [f for p in (a.negatives or []) for f in negative_files(p)]
+    files += [e.audio for e in entries if not e.words]
+    if not files and (a.det or a.target_fa_per_hour is not None):
+        flag = "--det" if a.det else "--target-fa-per-hour"
+        raise VpklInputError(f"{flag}: needs keyword-free audio: --negatives PATH, or manifest lines with no words")
+    return files
+
+
+def false_alarm_report(a, bundle, queries, negatives, scored, thr, progress) -> dict:
+    """False alarms per hour (streamed), misses per keyword, and with --det / --target-fa-per-hour
+    the curve over thresholds, its image and the threshold chosen (written with --out-bundle)."""
+    import numpy as np
+    from vpkl.evaluation.false_alarms import (THRESHOLDS, false_alarms, miss_rates, threshold_for_target,
+                                              write_thresholds)
+    sweep = a.det or a.target_fa_per_hour is not None
+    grid = np.unique(np.append(THRESHOLDS, thr)) if sweep else np.array([thr])
+    fa = false_alarms(bundle, queries, negatives, grid, progress)
+    ms = miss_rates(scored["scores"], scored["spoken"], len(queries), grid)
+    at = int(np.flatnonzero(grid == thr)[0])
+    kws = list(queries.keywords)
+    per_kw = {k: {"false_alarms": int(fa["counts"][at, q]), "per_hour": float(fa["fa_per_hour"][at, q]),
+                  "spoken": int(ms["spoken"][q]),
+                  "misses": int(round(float(np.nan_to_num(ms["per_keyword"][at, q])) * int(ms["spoken"][q])))}
+              for q, k in enumerate(kws)}
+    out = {"negative_files": len(negatives), "hours": fa["hours"], "threshold": float(thr),
+           "false_alarms": int(fa["counts"][at].sum()), "per_hour": float(fa["fa_per_hour"][at].sum()),
+           "miss_rate": float(ms["pooled"][at]), "per_keyword": per_kw}
+    if a.det:
+        from vpkl.evaluation.det_plot import plot_det
+        plot_det(fa, ms, a.det, thr)
+        out["det"] = a.det
+    if a.target_fa_per_hour is not None:
+        x = float(a.target_fa_per_hour)
+        pooled = fa["fa_per_hour"].sum(axis=1)
+        chosen = {}
+        if a.per_keyword:
+            for q, k in enumerate(kws):
+                i = threshold_for_target(fa["fa_per_hour"][:, q], grid, x / len(kws))
+                chosen[k] = float(grid[i]) if i is not None else None
+            if any(v is None for v in chosen.values()):
+                bad = sorted(k for k, v in chosen.items() if v is None)
+                raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} keeps "
+                                     f"{', '.join(bad)} at {x / len(kws):.3g} per hour or fewer")
+            thr_new = float(np.median(list(chosen.values())))
+            fa_new = float(sum(fa["fa_per_hour"][int(np.flatnonzero(grid == chosen[k])[0]), q]
+                               for q, k in enumerate(kws)))
+            spoken = ms["spoken"].sum()
+            miss_new = float(sum(np.nan_to_num(ms["per_keyword"][int(np.flatnonzero(grid == chosen[k])[0]), q])
+                                 * ms["spoken"][q] for q, k in enumerate(kws)) / max(spoken, 1))
+        else:
+            i = threshold_for_target(pooled, grid, x)
+            if i is None:
+                raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} gets there "
+                                     f"(at {grid[-1]:.3f}: {pooled[-1]:.1f} per hour)")
+            thr_new, fa_new, miss_new = float(grid[i]), float(pooled[i]), float(ms["pooled"][i])
+        out["target"] = {"per_hour": x, "threshold": thr_new, "keyword_thresholds": chosen or None,
+                         "expected_per_hour": fa_new, "expected_miss_rate": miss_new}
+        if a.out_bundle:
+            write_thresholds(a.bundle, a.out_bundle, thr_new, chosen or None, a.force)
+            out["target"]["bundle"] = a.out_bundle
+    return out
+
+
+def print_false_alarms(r: dict) -> None:
+    print(f"\nkeyword-free audio: {r['negative_files']} file(s), {r['hours'] * 60:.1f} min, streamed as `vpkl stream` "
+          f"runs; threshold {r['threshold']:.3f}")
+    print(f"false alarms: {r['false_alarms']} = {r['per_hour']:.1f} per hour (all keywords); "
+          f"miss rate {r['miss_rate']:.3f} of spoken keywords")
+    print(f"  {'keyword':<10} {'FA':>5} {'FA/h':>8} {'misses':>12}")
+    for k, v in r["per_keyword"].items():
+        print(f"  {k:<10} {v['false_alarms']:>5} {v['per_hour']:>8.1f} {v['misses']:>5} of {v['spoken']:<5}")
+    if "det" in r:
+        print(f"DET curve: {r['det']}")
+    t = r.get("target")
+    if t:
+        how = "per keyword (median shown)" if t["keyword_thresholds"] else "for all keywords"
+        print(f"target {t['per_hour']:g} false alarms per hour: threshold {t['threshold']:.3f} {how}: "
+              f"{t['expected_per_hour']:.1f} per hour and miss rate {t['expected_miss_rate']:.3f} on this data "
+              f"(at {r['threshold']:.3f}: {r['per_hour']:.1f} per hour, miss rate {r['miss_rate']:.3f})")
+        if t.get("bundle"):
+            print(f"written to {t['bundle']}")
 
 
 def cmd_demo(a) -> int:
@@ -378,6 +481,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help='JSON lines: {"audio": "relative/path.wav", "words": [["seven", 0.52, 0.91]], "snr_db": 12.5}')
     e.add_argument("--queries", required=True, metavar="DIR", help="folder of {keyword}_{anything}.png/jpg images")
     e.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
+    e.add_argument("--negatives", action="append", metavar="PATH",
+                   help="keyword-free audio (a long file or a folder of files; repeatable), streamed as `vpkl "
+                        "stream` runs: every detection is a false alarm. Manifest lines with no words count too")
+    e.add_argument("--det", metavar="PNG", help="write the DET curve (miss rate against false alarms per hour, per "
+                                                "keyword and pooled, log axes; needs the plot extra)")
+    e.add_argument("--target-fa-per-hour", type=float, default=None, metavar="X",
+                   help="choose the lowest threshold with at most X false alarms per hour (all keywords together) on "
+                        "this data; tune it on validation data, not on the data you report")
+    e.add_argument("--per-keyword", action="store_true",
+                   help="with --target-fa-per-hour: a threshold per keyword, each at most X / keywords per hour")
+    e.add_argument("--out-bundle", metavar="DIR", help="with --target-fa-per-hour: write a copy of --bundle with the "
+                                                       "chosen threshold(s) in its config.json")
+    e.add_argument("--force", action="store_true", help="replace an existing --det image or --out-bundle bundle")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

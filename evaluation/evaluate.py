@@ -40,7 +40,7 @@ def score_manifest(bundle: Bundle, entries: list[Entry], queries: QuerySet, prog
             raise VpklInputError(f"{e.audio}: the manifest has {late[0][0]!r} ending at {late[0][1]} s, after "
                                  f"the end of the audio ({duration:.3f} s)")
         frames = embed_audio(bundle, x, e.audio)
-        s, att, _ = bundle.score(queries.embeddings, frames)
+        s, att, _ = bundle.score(queries, frames)
         t = bundle.frame_time(np.argmax(att, axis=1))
         for k, kw in enumerate(queries.keywords):
             spans = [(a, b) for w, a, b in e.words if w == kw]
@@ -52,9 +52,13 @@ def score_manifest(bundle: Bundle, entries: list[Entry], queries: QuerySet, prog
             {"scores": scores, "spoken": spoken, "placed": placed, "snr": snr}.items()}
 
 
-def evaluate(bundle: Bundle, entries: list[Entry], queries: QuerySet, threshold: float, progress=None) -> dict:
-    """Overall metrics plus ``by_snr`` buckets (10 dB wide) when the manifest has ``snr_db``."""
-    r = score_manifest(bundle, entries, queries, progress)
+def evaluate(bundle: Bundle, entries: list[Entry], queries: QuerySet, threshold: float, progress=None,
+             scored: dict | None = None) -> dict:
+    """Overall metrics plus ``by_snr`` buckets (10 dB wide) when the manifest has ``snr_db``.
+
+    ``scored``: :func:`score_manifest`'s result for these entries and queries, when the caller
+    already has it (it is computed otherwise)."""
+    r = scored if scored is not None else score_manifest(bundle, entries, queries, progress)
     out = {"threshold": threshold, "utterances": len(entries), "keywords": list(queries.keywords),
            "overall": vpkl_metrics(r["scores"], r["spoken"], r["placed"], threshold)}
     has = ~np.isnan(r["snr"])

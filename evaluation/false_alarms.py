@@ -129,3 +129,32 @@ def threshold_for_target(fa_per_hour: np.ndarray, thresholds: np.ndarray, target
     from_here = np.logical_and.accumulate(meets[::-1])[::-1]
     ok = np.flatnonzero(from_here)
     return int(ok[0]) if len(ok) else None
+
+
+def write_thresholds(bundle_path: str, out: str, threshold: float, per_keyword: dict | None, force: bool) -> None:
+    """Copy the bundle at ``bundle_path`` to ``out`` with a new threshold in its config.json.
+
+    ``threshold`` becomes ``threshold`` (every keyword's default); ``per_keyword`` (or None)
+    becomes ``keyword_thresholds``. The graphs are copied unchanged (their SHA-256 stays valid).
+    Raises:
+        VpklInputError: ``out`` exists and is not a bundle folder, or exists without ``force``
+            (:func:`vpkl.export.folders.check_out_dir`).
+    """
+    import json
+    import shutil
+
+    from vpkl.export.folders import building, check_out_dir
+    from vpkl.runtime.bundle import BUNDLE_FILES, CALIBRATION_FILES
+    check_out_dir(out, [bundle_path], force)
+    with open(os.path.join(bundle_path, "config.json")) as f:
+        config = json.load(f)
+    config["threshold"] = float(threshold)
+    config.pop("keyword_thresholds", None)
+    if per_keyword:
+        config["keyword_thresholds"] = {k: float(v) for k, v in per_keyword.items()}
+    with building(out, ".vpkl-thresholds-") as tmp:
+        for name in BUNDLE_FILES + CALIBRATION_FILES:
+            if name != "config.json" and os.path.exists(os.path.join(bundle_path, name)):
+                shutil.copy2(os.path.join(bundle_path, name), os.path.join(tmp, name))
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)

@@ -7,9 +7,8 @@ import json
 import os
 import sys
 
+from vpkl.runtime.demo import EXAMPLES as _EXAMPLES
 from vpkl.runtime.errors import VpklInputError
-
-_EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "examples")
 
 
 def main(argv=None) -> int:

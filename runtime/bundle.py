@@ -118,6 +118,11 @@ def check_config(config: dict, cfg_path: str) -> None:
                              f"audio frames per second (sample_rate {sr} / (2 x hop_length {hop}))")
     _number(cfg_path, "embed_dim", config["embed_dim"], True)
     check_threshold(config["threshold"], f"{cfg_path}: threshold")
+    own = config.get("keyword_thresholds", {})
+    if not isinstance(own, dict):
+        raise VpklInputError(f"{cfg_path}: keyword_thresholds: expected {{keyword: threshold}}, got {own!r}")
+    for k, v in own.items():
+        check_threshold(v, f"{cfg_path}: keyword_thresholds: {k}")
     kws = config["keywords"]
     if not isinstance(kws, list) or not all(isinstance(k, str) for k in kws):
         raise VpklInputError(f"{cfg_path}: keywords: expected a list of names, got {kws!r}")
@@ -144,7 +149,9 @@ class Bundle:
     Attributes:
         front_end: :class:`FrontEndConfig`; image: :class:`ImageConfig`;
         frame_rate: audio embeddings per second (50 for the shipped presets);
-        threshold: default detection threshold on S; keywords: keyword names it was trained on;
+        threshold: default detection threshold on S; keyword_thresholds: {keyword: threshold}
+        overriding it for some keywords (empty unless chosen per keyword by ``vpkl evaluate
+        --target-fa-per-hour --per-keyword``); keywords: keyword names it was trained on;
         precision: "fp32", "fp16" or "int8" (the image and audio graphs; the head is always fp32);
         causal_dim: H, the size of the causal frames between the two audio graphs;
         state_shape: (layers, 1, hidden) of each of the causal graph's h and c states;
@@ -162,6 +169,7 @@ class Bundle:
         self.embed_dim = int(config["embed_dim"])
         self.frame_rate = float(config["frame_rate"])
         self.threshold = float(config["threshold"])
+        self.keyword_thresholds = {str(k): float(v) for k, v in config.get("keyword_thresholds", {}).items()}
         self.keywords = list(config["keywords"])
         self.precision = str(config.get("precision", "fp32"))
         self._image = _session(os.path.join(path, "image.onnx"), threads, providers)
@@ -336,7 +344,9 @@ class Bundle:
         """Localising attention for Q queries against one utterance, with :attr:`scorer`.
 
         Args:
-            query: (Q, M, D) float32; audio: (N, D) float32; n_valid: valid frames (default N).
+            query: a :class:`~vpkl.runtime.queries.QuerySet` (from ``enrol``: prepared for this
+                scorer once), or (Q, M, D) float32 (prepared on each call); audio: (N, D) float32;
+                n_valid: valid frames (default N).
         Returns:
             S (Q,) in [0, 1]; aud_att (Q, N), 0 past n_valid; im_att (Q, M). All float32.
         Raises:

@@ -59,7 +59,8 @@ def check_threshold(value, name: str = "threshold") -> float:
     return float(value)
 
 
-def resolve_thresholds(threshold, keywords, default: float, name: str = "threshold") -> np.ndarray:
+def resolve_thresholds(threshold, keywords, default: float, name: str = "threshold",
+                       per_keyword: dict | None = None) -> np.ndarray:
     """The threshold of each enrolled keyword, by the one rule ``detect`` and ``Spotter`` share.
 
     Args:
@@ -68,6 +69,9 @@ def resolve_thresholds(threshold, keywords, default: float, name: str = "thresho
         keywords: the enrolled keywords, in the query set's order.
         default: the bundle's threshold (checked when the bundle was loaded).
         name: how the caller names the setting in errors.
+        per_keyword: the bundle's own {keyword: threshold} (``keyword_thresholds`` in its
+            config.json, chosen by ``vpkl evaluate --target-fa-per-hour --per-keyword``), used
+            instead of ``default`` for the keywords it names when ``threshold`` is None.
     Returns:
         (len(keywords),) float64, each in [0, 1].
     Raises:
@@ -76,7 +80,8 @@ def resolve_thresholds(threshold, keywords, default: float, name: str = "thresho
     """
     keywords = list(keywords)
     if threshold is None:
-        return np.full(len(keywords), float(default))
+        own = per_keyword or {}
+        return np.array([float(own.get(k, default)) for k in keywords])
     if isinstance(threshold, dict):
         unknown = sorted(str(k) for k in set(threshold) - set(keywords))
         if unknown:

@@ -1,4 +1,5 @@
-"""`vpkl demo`: the shipped digits bundle on shipped example utterances, next to the truth.
+"""The shipped assets (the digits bundle, example utterances and queries) and `vpkl demo`, which
+runs the one on the others next to the truth.
 
 Examples are made from Free Spoken Digit Dataset recordings (CC BY-SA 4.0, see
 assets/examples/ATTRIBUTION.md) of the held-out speaker; queries are held-out handwritten
@@ -8,17 +9,24 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.resources import files
 
 from .bundle import Bundle
 from .detect import detect
 from .queries import enrol, folder_images
 
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+# the package data vpkl.assets, found by importlib.resources wherever vpkl is installed (a wheel,
+# an editable install); a folder on disk, since bundles are opened by path
+ASSETS = os.fspath(files("vpkl.assets"))
+SHIPPED_BUNDLE = os.path.join(ASSETS, "digits")
+EXAMPLES = os.path.join(ASSETS, "examples")
 
 
 def run_demo(json_out: bool = False) -> int:
-    bundle = Bundle.load(os.path.join(ASSETS, "digits"))
-    ex = os.path.join(ASSETS, "examples")
+    """Print (or, with ``json_out``, write as JSON) the shipped bundle's detections on the shipped
+    examples next to the words said; returns the exit code 0."""
+    bundle = Bundle.load(SHIPPED_BUNDLE)
+    ex = EXAMPLES
     queries = enrol(bundle, folder_images(os.path.join(ex, "queries")))
     with open(os.path.join(ex, "examples.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]

@@ -78,9 +78,10 @@ def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str =
     """
     if len(queries) == 0:
         raise VpklInputError("queries: no query enrolled")
-    thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold)
+    thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold,
+                                    per_keyword=bundle.keyword_thresholds)
     best = None  # per query: (S, window start, aud_att) of its best window so far
-    for win in scan(bundle, audio, queries.embeddings, window_s, hop_s, name, progress):
+    for win in scan(bundle, audio, queries, window_s, hop_s, name, progress):
         if best is None:
             best = [(float(win.scores[k]), win.start, win.aud_att[k].copy()) for k in range(len(queries))]
             continue

@@ -178,13 +178,14 @@ def check_window(bundle: Bundle, window_s: float, hop_s: float) -> tuple[int, in
     return w, h
 
 
-def scan(bundle: Bundle, audio, queries: np.ndarray, window_s: float = WINDOW_S, hop_s: float = HOP_S,
+def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: float = HOP_S,
          name: str = "audio", progress: Callable[[float, float], None] | None = None) -> Iterator[WindowScores]:
     """Score every window of an utterance of any length (see the module docstring for the windows).
 
     Args:
         audio: a file path or samples (see :func:`sample_blocks`).
-        queries: (Q, M, D) float32 enrolled query embeddings (``QuerySet.embeddings``).
+        queries: enrolled queries, a :class:`~vpkl.runtime.queries.QuerySet` (prepared for the
+            bundle's scorer once), or (Q, M, D) float32 (see :meth:`Bundle.score`).
         window_s, hop_s: window length and distance in seconds (rounded to frames, 50 per second
             for the shipped bundles).
         progress: called as ``progress(seconds_done, seconds_total)`` after each block read.

@@ -1,45 +1,60 @@
-"""Query enrolment: images of keywords -> cached per-keyword query embeddings.
+"""Query enrolment: images of keywords -> per-keyword query embeddings, prepared for a scorer.
 
 Several images of one keyword are averaged into one query (M x D), as in Nortje & Kamper
-(SLT 2022, Sec. 5): the mean of their pixel embeddings.
+(SLT 2022, Sec. 5): the mean of their pixel embeddings. Enrolment happens once per query set
+and scoring once per utterance (or streamed window), so :func:`enrol` also prepares the queries
+for the bundle's scoring head (the native kernel's layout) and every score reuses that.
 """
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .bundle import Bundle
 from .errors import VpklInputError
 from .images import read_image
+from .scorer import PreparedQueries, frozen
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _KEYWORD = re.compile(r"^([A-Za-z][A-Za-z0-9'-]*)_.+$")
 
 
-@dataclass
 class QuerySet:
     """Enrolled queries: ``embeddings[k]`` (M, D) float32 is the query for ``keywords[k]``.
 
-    ``embeddings`` is kept as a read-only float32 copy: the native scorer lays the queries out
-    once per QuerySet, so they must not change (make a new QuerySet instead).
+    Args:
+        keywords: one name per query; embeddings: (K, M, D) float32 values (or a list of K
+        (M, D) arrays), copied once; sources: keyword -> list of image names (for reports);
+        scorer: a bundle's ``scorer`` to prepare them for (``bundle.scorer``), or None.
+    Attributes:
+        keywords, sources; embeddings: (K, M, D) float32, read-only for good (numpy refuses to
+        make it writeable again), so prepared queries always match it; prepared:
+        :class:`~vpkl.runtime.scorer.PreparedQueries` for ``scorer``, or None (then each score
+        converts the queries afresh; :meth:`prepare` gives a prepared copy).
+    Raises:
+        VpklInputError: as many keywords as queries is required; embeddings of the wrong shape
+            for the scorer's model, or with NaN or Inf (native scorer).
     """
 
-    keywords: list
-    embeddings: np.ndarray                       # (K, M, D) float32
-    sources: dict = field(default_factory=dict)  # keyword -> list of image names
-
-    def __post_init__(self):
-        e = self.embeddings
-        if not (isinstance(e, np.ndarray) and e.dtype == np.float32 and e.base is None and not e.flags.writeable):
-            e = np.array(e, dtype=np.float32)  # a copy: the caller's array may change
-            e.flags.writeable = False
-        self.embeddings = e
+    def __init__(self, keywords, embeddings, sources: dict | None = None, scorer=None):
+        self.keywords, self.sources = list(keywords), dict(sources or {})
+        self.embeddings = frozen(embeddings, "queries")
+        if self.embeddings.ndim != 3 or len(self.embeddings) != len(self.keywords):
+            raise VpklInputError(f"queries: {len(self.keywords)} keywords for embeddings of shape "
+                                 f"{self.embeddings.shape}, expected ({len(self.keywords)}, M, D)")
+        self.prepared: PreparedQueries | None = scorer.prepare(self.embeddings) if scorer is not None else None
 
     def __len__(self) -> int:
         return len(self.keywords)
+
+    def __repr__(self) -> str:
+        return f"QuerySet({self.keywords}, prepared for {self.prepared.scorer.name if self.prepared else 'no scorer'})"
+
+    def prepare(self, bundle: Bundle) -> "QuerySet":
+        """The same queries prepared for ``bundle``'s scorer (a new QuerySet; this one is unchanged)."""
+        return QuerySet(self.keywords, self.embeddings, self.sources, bundle.scorer)
 
 
 def keyword_of(path: str) -> str:
@@ -59,10 +74,13 @@ def enrol(bundle: Bundle, images: dict) -> QuerySet:
     Args:
         images: keyword -> list of image paths or preprocessed (C, H, W) float32 arrays.
     Returns:
-        QuerySet with keywords in the given order.
+        QuerySet with keywords in the given order, prepared for ``bundle.scorer``.
     Raises:
-        VpklInputError: a keyword with no image, an unreadable image, an array of the wrong shape.
+        VpklInputError: no keyword, a keyword with no image, an unreadable image, an array of the
+            wrong shape.
     """
+    if not images:
+        raise VpklInputError("queries: none given, expected {keyword: [images]} with at least one keyword")
     c, s = bundle.image.channels, bundle.image.size
     keywords, embs, sources = [], [], {}
     for kw, items in images.items():
@@ -79,9 +97,7 @@ def enrol(bundle: Bundle, images: dict) -> QuerySet:
         keywords.append(kw)
         embs.append(bundle.embed_images(np.stack(arrays)).mean(axis=0))
         sources[kw] = [os.path.basename(os.fspath(i)) if not isinstance(i, np.ndarray) else "<array>" for i in items]
-    emb = np.stack(embs).astype(np.float32, copy=False)  # new, so QuerySet keeps it without copying
-    emb.flags.writeable = False
-    return QuerySet(keywords, emb, sources)
+    return QuerySet(keywords, embs, sources, bundle.scorer)
 
 
 def group_by_keyword(paths: list[str], strict: bool = True) -> dict:

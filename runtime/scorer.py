@@ -11,11 +11,17 @@ environment variable ``VPKL_SCORER`` sets the default. ``precision`` of the nati
 "fp32" (default; equal to the ONNX head within 1e-5), "bf16" or "int8" (faster matchmap;
 |delta S| <= 0.01 and the same localised frame for >= 99% of queries on real embeddings, see
 the README's benchmark section). ``vpkl info`` prints what was chosen and why.
+
+Queries scored against many utterances are prepared once: ``scorer.prepare(embeddings)`` gives a
+:class:`PreparedQueries` (the native kernel's layout, made once) that ``scorer.score`` then takes
+in place of the array; :func:`vpkl.runtime.queries.enrol` returns queries already prepared for
+the bundle's scorer. A plain array is prepared afresh on every call.
 """
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -39,20 +45,27 @@ def native_module():
 CPU_ISAS = ("", "avx512", "avx2", "portable")  # values of VPKL_CPU_ISA ("": the best this CPU has)
 
 
-def _check(query: np.ndarray, audio: np.ndarray, n_valid, expect=None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Validated float32 (query, audio, n_valid); ``expect``: the (M, D) a bundle's model gives."""
-    if not isinstance(query, np.ndarray) or query.ndim != 3:
-        raise VpklInputError(f"query: expected a (Q, M, D) float32 array, got {getattr(query, 'shape', type(query))}")
-    if not isinstance(audio, np.ndarray) or audio.ndim != 2:
-        raise VpklInputError(f"audio: expected an (N, D) float32 array, got {getattr(audio, 'shape', type(audio))}")
-    for name, x in (("query", query), ("audio", audio)):
-        if x.dtype.kind != "f":
-            raise VpklInputError(f"{name}: expected float32 values, got {x.dtype}")
-        if 0 in x.shape:
-            raise VpklInputError(f"{name}: empty array of shape {x.shape}")
+def _check_array(name: str, x, ndim: int, want: str) -> None:
+    if not isinstance(x, np.ndarray) or x.ndim != ndim:
+        raise VpklInputError(f"{name}: expected {want} float32 array, got {getattr(x, 'shape', type(x))}")
+    if x.dtype.kind != "f":
+        raise VpklInputError(f"{name}: expected float32 values, got {x.dtype}")
+    if 0 in x.shape:
+        raise VpklInputError(f"{name}: empty array of shape {x.shape}")
+
+
+def _check_query(query, expect=None) -> np.ndarray:
+    """Validated (Q, M, D) float32 queries; ``expect``: the (M, D) a bundle's model gives."""
+    _check_array("query", query, 3, "a (Q, M, D)")
     if expect is not None and query.shape[1:] != tuple(expect):
         raise VpklInputError(f"query: {query.shape[1]} pixels of {query.shape[2]} values, this bundle's model gives "
                              f"M = {expect[0]}, D = {expect[1]}")
+    return query.astype(np.float32, copy=False)
+
+
+def _check(query: np.ndarray, audio: np.ndarray, n_valid) -> tuple[np.ndarray, int]:
+    """Validated float32 audio and n_valid for already checked (Q, M, D) queries."""
+    _check_array("audio", audio, 2, "an (N, D)")
     if query.shape[2] != audio.shape[1]:
         raise VpklInputError(f"audio: {audio.shape[1]} values per frame, the queries have D = {query.shape[2]}")
     if n_valid is not None and (isinstance(n_valid, bool) or not isinstance(n_valid, (int, np.integer))):
@@ -60,13 +73,67 @@ def _check(query: np.ndarray, audio: np.ndarray, n_valid, expect=None) -> tuple[
     n = audio.shape[0] if n_valid is None else int(n_valid)
     if not 1 <= n <= audio.shape[0]:
         raise VpklInputError(f"n_valid: {n}, expected 1 to N = {audio.shape[0]} frames")
-    return query.astype(np.float32, copy=False), audio.astype(np.float32, copy=False), n
+    return audio.astype(np.float32, copy=False), n
+
+
+def frozen(x, name: str = "query") -> np.ndarray:
+    """A float32 copy of ``x`` (an array, or a list of equal-shaped arrays) that cannot be written:
+    a read-only view of a read-only array (numpy refuses to make such a view writeable again), so
+    queries prepared from it stay true to it. Raises VpklInputError naming ``name`` if ``x`` is
+    not numeric or is ragged."""
+    if isinstance(x, np.ndarray) and x.dtype.kind not in "fiu":
+        raise VpklInputError(f"{name}: expected float32 values, got {x.dtype}")
+    try:
+        owner = np.array(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise VpklInputError(f"{name}: expected float32 values of one shape ({e})") from None
+    owner.flags.writeable = False
+    view = owner.view()
+    view.flags.writeable = False
+    return view
+
+
+class PreparedQueries:
+    """Queries prepared once for one scorer and scored against many utterances.
+
+    Made by ``scorer.prepare(embeddings)`` (not directly). Attributes: ``embeddings``: the
+    (Q, M, D) float32 values it was prepared from; ``scorer``: the scorer they
+    were prepared for (another scorer reads ``embeddings`` and prepares them for that call);
+    for the native scorer, the kernel's layout of them (``vpkl._native.Queries``).
+    """
+
+    def __init__(self, scorer, embeddings: np.ndarray, handle=None):
+        self.scorer, self.embeddings, self._handle = scorer, embeddings, handle
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+
+def _queries_of(query):
+    """(PreparedQueries or None, array): what ``score`` was given, as prepared queries when it
+    holds some (PreparedQueries itself, or a QuerySet's ``prepared``), and the plain values."""
+    prepared = getattr(query, "prepared", query)
+    if isinstance(prepared, PreparedQueries):
+        return prepared, prepared.embeddings
+    return None, getattr(query, "embeddings", query)
 
 
 def _expected_dims(session):
     """(M, D) fixed by a head.onnx session, or None when the graph leaves them open."""
     dims = tuple(session.get_inputs()[0].shape[1:]) if session is not None else ()
     return dims if len(dims) == 2 and all(isinstance(x, int) for x in dims) else None
+
+
+@contextmanager
+def _kernel_errors(sizes: str):
+    """The native kernel's errors as VpklInputError: its argument errors (NaN or Inf) name the
+    input already; out of memory or an unsupported size gets the sizes added."""
+    try:
+        yield
+    except ValueError as e:
+        raise VpklInputError(str(e)) from None
+    except (RuntimeError, MemoryError) as e:
+        raise VpklInputError(f"native head, {sizes}: {e}") from None
 
 
 class OnnxScorer:
@@ -77,9 +144,15 @@ class OnnxScorer:
         self._expect = _expected_dims(session)
         self.name = "onnx"
 
-    def score(self, query: np.ndarray, audio: np.ndarray, n_valid: int | None = None):
+    def prepare(self, query: np.ndarray) -> PreparedQueries:
+        """See :meth:`NativeScorer.prepare` (here only checked: the graph reads the array)."""
+        return PreparedQueries(self, _check_query(query, self._expect))
+
+    def score(self, query, audio: np.ndarray, n_valid: int | None = None):
         """See :meth:`NativeScorer.score`."""
-        query, audio, n = _check(query, audio, n_valid, self._expect)
+        _, query = _queries_of(query)
+        query = _check_query(query, self._expect)
+        audio, n = _check(query, audio, n_valid)
         return tuple(self._session.run(None, {"query": np.ascontiguousarray(query),
                                               "audio": np.ascontiguousarray(audio),
                                               "n_valid": np.array([n], np.int64)}))
@@ -88,10 +161,9 @@ class OnnxScorer:
 class NativeScorer:
     """The fused CPU kernel.
 
-    Queries in a read-only array that owns its memory (as a :class:`vpkl.runtime.queries.QuerySet`
-    holds them) are converted and laid out once and reused while the same array comes back;
-    any other array (writeable, or a read-only view of memory that may be written) is converted
-    on every call, since it could change between calls.
+    Queries are converted and laid out for the kernel by :meth:`prepare`, once, into a
+    :class:`PreparedQueries` that every later :meth:`score` reuses; a plain array given to
+    :meth:`score` is converted on that call only. Safe to call from several threads at once.
     """
 
     def __init__(self, module, precision: str = "fp32", threads: int = 0, expect=None):
@@ -109,21 +181,34 @@ class NativeScorer:
         self._m, self.precision, self.threads, self._expect = module, precision, int(threads), expect
         self.kernel = module.cpu_kernel(precision)
         self.name = f"native {precision} ({self.kernel})"
-        self._enrolled = None  # (query array, vpkl._native.Queries)
 
-    def _queries(self, query: np.ndarray):
-        if self._enrolled is not None and self._enrolled[0] is query and not query.flags.writeable:
-            return self._enrolled[1]
-        handle = self._m.Queries(query, self.precision, self.threads)
-        if not query.flags.writeable and query.base is None:
-            self._enrolled = (query, handle)
-        return handle
+    def _layout(self, query: np.ndarray):
+        """The kernel's layout of checked (Q, M, D) float32 queries (vpkl._native.Queries)."""
+        with _kernel_errors(f"Q = {query.shape[0]}, M = {query.shape[1]}, D = {query.shape[2]}"):
+            return self._m.Queries(query, self.precision, self.threads)
 
-    def score(self, query: np.ndarray, audio: np.ndarray, n_valid: int | None = None):
+    def prepare(self, query) -> PreparedQueries:
+        """Queries laid out for this kernel once, to score against many utterances.
+
+        Args:
+            query: (Q, M, D) float32 pixel embeddings. They must not change while the result is
+                used (the kernel reads them for the contexts): pass a :func:`frozen` array, as
+                :class:`~vpkl.runtime.queries.QuerySet` does.
+        Returns:
+            :class:`PreparedQueries` for :meth:`score`.
+        Raises:
+            VpklInputError: wrong rank, dtype or (M, D), NaN or Inf, int8 with D > 65536, or too
+                large to fit in memory.
+        """
+        query = _check_query(query, self._expect)
+        return PreparedQueries(self, query, self._layout(query))
+
+    def score(self, query, audio: np.ndarray, n_valid: int | None = None):
         """Localising attention for Q queries against one utterance.
 
         Args:
-            query: (Q, M, D) float32 pixel embeddings (any strides).
+            query: :class:`PreparedQueries` from :meth:`prepare` (or a QuerySet holding them), or
+                (Q, M, D) float32 pixel embeddings (any strides; converted for this call only).
             audio: (N, D) float32 frame embeddings (any strides).
             n_valid: valid frames, 1 <= n_valid <= N (default N).
         Returns:
@@ -132,14 +217,12 @@ class NativeScorer:
             VpklInputError: wrong rank, dtype or size, n_valid out of range, NaN or Inf in either
                 input, int8 with D > 65536, or too large to fit in memory.
         """
-        query, audio, n = _check(query, audio, n_valid, self._expect)
-        try:
-            return self._queries(query).score(audio, n, self.threads)
-        except ValueError as e:  # the kernel's argument errors (NaN or Inf) name the input
-            raise VpklInputError(str(e)) from None
-        except (RuntimeError, MemoryError) as e:  # out of memory, an unsupported size
-            raise VpklInputError(f"native head, Q = {query.shape[0]}, M = {query.shape[1]}, N = {audio.shape[0]}, "
-                                 f"D = {query.shape[2]}: {e}") from None
+        prepared, query = _queries_of(query)
+        query = _check_query(query, self._expect)
+        audio, n = _check(query, audio, n_valid)
+        handle = prepared._handle if prepared is not None and prepared.scorer is self else self._layout(query)
+        with _kernel_errors(f"Q = {query.shape[0]}, M = {query.shape[1]}, N = {audio.shape[0]}, D = {query.shape[2]}"):
+            return handle.score(audio, n, self.threads)
 
 
 def make_scorer(session, scorer: str | None = None, precision: str = "fp32", threads: int = 0):

@@ -1,7 +1,9 @@
 """Streaming keyword spotting: audio chunks in, detections with frame positions and latency out.
 
-A :class:`Spotter` holds a bundle and enrolled queries and keeps, between chunks, only what the
-next frames need, so a stream of hours has a constant footprint:
+Why: offline :func:`~vpkl.runtime.detect.detect` needs the whole utterance before it answers; a
+live source (a microphone, a pipe, an hour-long file) needs answers while the audio arrives, in
+constant memory. A :class:`Spotter` is one such stream over a bundle and enrolled queries (which
+any number of Spotters may share). Between chunks it keeps only what the next frames need:
 
 - the front end's state (:class:`~vpkl.runtime.features.StreamingFrontEnd`: under one window of
   samples, the last sample, the running normaliser);
@@ -25,36 +27,35 @@ than the whole utterance. A keyword fires when
   gives one detection, not one per window).
 
 At the start of a stream, windows shorter than ``min_window_s`` are not scored (except by
-:meth:`Spotter.flush`): the model was trained on whole utterances of 1.5-5 s. Measured on the
-digits recipe's 400 validation utterances, each streamed in 100 ms chunks (detection precision
-/ recall of the streamed keywords; offline `detect`: 0.955 / 0.945):
+:meth:`Spotter.flush`): the model was trained on whole utterances of 1.5-5 s. Each of these
+rules removes false detections that scoring every window would give; the README (*Streaming:
+what the rules and the window cost*) has their measured precision and recall, and what window
+and hop trade in delay, compute and agreement with ``detect``.
 
-- every window scored, no confirmation: 0.899 / 0.963;
-- windows from 1.5 s: 0.921 / 0.960;
-- and confirm = 2 (the defaults): 0.936 / 0.957; confirm = 3: 0.944 / 0.951.
+Unlike ``detect``, which reports one place per keyword per utterance (the argmax over all of
+it), the stream reports every place where a keyword fires: a word the model mistakes for a
+keyword is reported even when the keyword itself is said later (offline, the later, stronger
+match takes the argmax and hides it). Each streamed detection is what ``detect`` says of the
+audio heard so far (while the stream is shorter than the window, exactly so). The delay of a
+detection is about ``lookahead_s`` plus ``confirm`` hops; the compute per second of audio
+about (window / hop) times that of the BiLSTMs on one second, plus the causal part once.
 
-Unlike `detect`, which reports one place per keyword per utterance (the argmax over all of
-it), the stream reports every place where a keyword fires. A word the model mistakes for a
-keyword is reported by the stream even when the keyword itself is said later in the same
-utterance; offline, the later, stronger match takes the argmax and hides it. Each streamed
-detection is what `detect` says of the audio heard so far (while the stream is shorter than
-the window, exactly so).
-
-Window and hop trade as follows. The window bounds what the BiLSTMs and the min-max
-normalisation of aud_att see: an utterance no longer than the window is, at its end, scored
-exactly as offline; a longer window costs proportionally more per hop (the BiLSTMs run over
-all of it) and keeps more memory. The hop sets how often that cost is paid and how late a
-detection can come: a word is reported once ``lookahead_s`` of audio follows it and
-``confirm`` windows, one hop apart, agree, so the stream delay is about ``lookahead_s`` plus
-``confirm`` hops (median 0.78 s with the defaults on the validation utterances; the README
-has a table). Compute per second of audio is about (window / hop) times that of the BiLSTMs
-on one second, plus the causal part once.
+Threads: a Spotter refuses to be entered by two threads at once (its state is one stream's, so
+two feeders would interleave their audio into a meaningless stream): the second call raises
+:class:`~vpkl.runtime.errors.VpklInputError` and changes nothing. Calls from different threads
+one after another are fine. Independent streams, each with its own Spotter over the same
+bundle and queries, run in parallel safely (onnxruntime sessions and the native head may be
+called from several threads at once).
 """
 from __future__ import annotations
 
 import numbers
+import os
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -64,6 +65,7 @@ from .checks import resolve_thresholds
 from .errors import VpklInputError
 from .longaudio import CausalEncoder, WindowScores  # noqa: F401 (WindowScores: part of this module's API)
 from .queries import QuerySet
+from .sources import file_chunks
 
 MAX_CHANNELS = 32
 _DTYPES = (np.int16, np.int32, np.float32, np.float64)
@@ -204,6 +206,11 @@ def attention_span(att: np.ndarray, at: int, level: float) -> tuple[int, int]:
 class Spotter:
     """Streaming detection and localisation of enrolled keywords (see the module docstring).
 
+    One Spotter is one stream: :meth:`feed` chunks (or :meth:`run` a file or an iterable of
+    chunks), :meth:`flush` at the end, :meth:`reset` for another. It refuses concurrent use:
+    a call while another thread is inside feed, flush, run's feeding or reset raises
+    VpklInputError and leaves the stream as it was (one Spotter per thread, or per stream).
+
     Args:
         bundle: a loaded :class:`Bundle`; queries: enrolled :class:`QuerySet` (not empty);
         threshold: one float, a {keyword: float} dict (others get the bundle's), or None;
@@ -225,12 +232,34 @@ class Spotter:
         self._window, self._hop, self._min_window = f["window"], f["hop"], f["min_window"]
         self._lookahead, self._refractory = f["lookahead"], f["refractory"]
         self._confirm = self.config.confirm
-        self.thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold)
+        self.thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold,
+                                             per_keyword=bundle.keyword_thresholds)
         self._enc = CausalEncoder(bundle)
+        self._busy = threading.Lock()  # held by the one call in progress (see _exclusive)
         self.reset()
 
+    @contextmanager
+    def _exclusive(self, call: str):
+        """Run ``call`` alone: refuse it (VpklInputError, state untouched) while another thread is inside."""
+        if not self._busy.acquire(blocking=False):
+            raise VpklInputError(f"stream: {call} called while another thread is using this Spotter; one Spotter "
+                                 "is one stream: give each thread its own (Model.stream()), or call it from one "
+                                 "thread at a time")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
     def reset(self) -> None:
-        """Forget the stream: the next chunk starts a new one at sample 0, frame 0, chunk 0."""
+        """Forget the stream: the next chunk starts a new one at sample 0, frame 0, chunk 0.
+
+        Raises:
+            VpklInputError: another thread is using this Spotter.
+        """
+        with self._exclusive("reset()"):
+            self._reset()
+
+    def _reset(self) -> None:
         self._enc.reset()            # front end, the conv's last log-mel frames, the LSTM states
         self._causal = np.zeros((0, self.bundle.causal_dim), np.float32)       # the last <= window causal frames
         self._heard = np.zeros(0, bool)  # per row of _causal: some of its log-mel frames were not silent
@@ -263,28 +292,73 @@ class Spotter:
                 rate (16 kHz for the shipped bundles), any n >= 0 (an empty chunk does nothing).
         Raises:
             VpklInputError: a bad chunk (see :func:`check_chunk`; the stream is unchanged and
-                may go on), or a stream already ended by :meth:`flush`.
+                may go on), a stream already ended by :meth:`flush`, or another thread inside
+                this Spotter (the chunk was not used).
         """
         t0 = time.perf_counter()
-        if self._ended:
-            raise VpklInputError("stream: already ended by flush(); call reset() to start another")
-        x = check_chunk(chunk, self.chunks)
-        index = self.chunks
-        self.chunks += 1
-        if x.size == 0:
-            return []
-        return self._advance(*self._enc(x), t0, index, final=False)
+        with self._exclusive("feed()"):
+            if self._ended:
+                raise VpklInputError("stream: already ended by flush(); call reset() to start another")
+            x = check_chunk(chunk, self.chunks)
+            index = self.chunks
+            self.chunks += 1
+            if x.size == 0:
+                return []
+            return self._advance(*self._enc(x), t0, index, final=False)
 
     def flush(self) -> list[Detection]:
         """End the stream: encode the last frame (the conv's end padding), score the final window
         with no lookahead or confirmation needed, and return what that completes (a keyword said
         at the very end is often reported only here). Then :meth:`reset` to reuse; a second
-        flush() returns []."""
+        flush() returns []. Raises VpklInputError if another thread is inside this Spotter."""
         t0 = time.perf_counter()
-        if self._ended:
-            return []
-        self._ended = True
-        return self._advance(*self._enc.finish(), t0, self.chunks, final=True)
+        with self._exclusive("flush()"):
+            if self._ended:
+                return []
+            self._ended = True
+            return self._advance(*self._enc.finish(), t0, self.chunks, final=True)
+
+    def run(self, source, chunk_s: float = 0.1) -> Iterator[Detection]:
+        """Feed a whole source, then :meth:`flush`; yield each detection as it fires.
+
+        Args:
+            source: an audio file path (str or os.PathLike: any format, rate and channels
+                :func:`vpkl.runtime.audio.open_audio` reads, read block by block, resampled to the
+                bundle's rate), an array of samples at the bundle's rate ((n,) or (n, channels),
+                as for :meth:`feed`), or an iterable of chunks (each as for :meth:`feed`).
+            chunk_s: seconds per chunk for a file or an array (default 0.1).
+        Returns:
+            An iterator of :class:`Detection` in the order they fire, the flush's last (the audio
+            is read and fed as it is iterated).
+        Raises:
+            VpklInputError: at once, a chunk_s that is not 0 < chunk_s <= 60 or a source of another
+                kind; while iterating, an unreadable file, a bad chunk (named by its index), and
+                as :meth:`feed`.
+        """
+        if isinstance(chunk_s, (bool, np.bool_)) or not isinstance(chunk_s, numbers.Real) \
+                or not 0 < chunk_s <= 60:
+            raise VpklInputError(f"chunk_s: expected seconds per chunk, 0 < chunk_s <= 60, got {chunk_s!r}")
+        sr = self.bundle.front_end.sample_rate
+        if isinstance(source, (str, os.PathLike)):
+            return self._run(file_chunks(os.fspath(source), sr, float(chunk_s)), own=True)
+        if isinstance(source, np.ndarray):
+            step = max(1, int(round(chunk_s * sr)))
+            return self._run((source[i:i + step] for i in range(0, len(source), step)) if source.ndim
+                             else iter([source]), own=True)
+        if isinstance(source, Iterable):
+            return self._run(source, own=False)
+        raise VpklInputError(f"source: got {type(source).__name__}, expected an audio file path, an array of "
+                             "samples or an iterable of chunks")
+
+    def _run(self, chunks: Iterable, own: bool) -> Iterator[Detection]:
+        """Feed ``chunks``, then flush; ``own``: close them when done or stopped early (a file)."""
+        try:
+            for x in chunks:
+                yield from self.feed(x)
+        finally:
+            if own:
+                chunks.close()  # a file read block by block is closed here, even when the caller stops early
+        yield from self.flush()
 
     def _advance(self, new: np.ndarray, new_heard: np.ndarray, t0: float, chunk: int, final: bool) -> list[Detection]:
         """Take the (k, H) causal frames just encoded and whether each was heard; score the windows
@@ -318,7 +392,7 @@ class Spotter:
             return []
         start += int(np.argmax(h))
         emb = self.bundle.encode_bidirectional(frames[start - base:end - base])
-        s, att, _ = self.bundle.score(self.queries.embeddings, emb)
+        s, att, _ = self.bundle.score(self.queries, emb)
         self.last_window = WindowScores(start, end, s, att)
         out = []
         for q in range(len(s)):

@@ -86,3 +86,65 @@ def test_negative_files_errors(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.wav").write_bytes(b"")
     assert negative_files(str(tmp_path)) == [str(tmp_path / "a" / "x.wav")]
+
+
+@needs_words
+def test_evaluate_reports_false_alarms_and_writes_the_chosen_threshold(tmp_path):
+    """`vpkl evaluate --negatives ... --target-fa-per-hour X --out-bundle` writes a bundle whose
+    threshold gives at most X per hour on the same audio, re-measured through `vpkl stream`."""
+    words = sorted(os.path.join(WORDS, f) for f in os.listdir(WORDS) if f.endswith(".wav"))[::5]
+    neg = tmp_path / "neg"
+    neg.mkdir()
+    for f in words:
+        os.symlink(f, neg / os.path.basename(f))
+    out = tmp_path / "b"
+    r = run_cli("evaluate", "--manifest", os.path.join(EXAMPLES, "examples.jsonl"), "--queries",
+                os.path.join(EXAMPLES, "queries"), "--negatives", str(neg), "--target-fa-per-hour", "400",
+                "--out-bundle", str(out), "--det", str(tmp_path / "det.png"), "--json")
+    assert r.returncode == 0, r.stderr
+    fa = json.loads(r.stdout)["false_alarms"]
+    assert fa["negative_files"] == len(words) and fa["hours"] == pytest.approx(len(words) / 3600, rel=0.01)
+    assert sum(v["false_alarms"] for v in fa["per_keyword"].values()) == fa["false_alarms"]
+    t = fa["target"]
+    assert t["expected_per_hour"] <= 400 and t["threshold"] >= fa["threshold"]
+    assert json.load(open(out / "config.json"))["threshold"] == t["threshold"]
+    from PIL import Image
+    assert Image.open(tmp_path / "det.png").size[0] > 300
+    # independent check: the written bundle, streamed over the same files by `vpkl stream`
+    n = 0
+    for f in words:
+        s = run_cli("stream", "--bundle", str(out), "--queries", os.path.join(EXAMPLES, "queries"), "--file", f,
+                    "--jsonl")
+        assert s.returncode == 0, s.stderr
+        n += len([l for l in s.stdout.splitlines() if l.strip()])
+    assert n == round(t["expected_per_hour"] * fa["hours"])
+
+
+def test_per_keyword_thresholds_in_a_bundle_are_used(tmp_path, model):
+    from vpkl.evaluation.false_alarms import write_thresholds
+    from vpkl.runtime.detect import detect
+    src = os.path.join(ASSETS, "digits")
+    write_thresholds(src, str(tmp_path / "b"), 0.626, {"seven": 0.99}, force=False)
+    b = Bundle.load(str(tmp_path / "b"))
+    q = enrol(b, folder_images(os.path.join(EXAMPLES, "queries")))
+    res = {r.keyword: r for r in detect(b, os.path.join(EXAMPLES, "example_4.wav"), q)}
+    assert res["seven"].threshold == 0.99 and not res["seven"].detected      # S 0.774 < 0.99
+    assert res["eight"].threshold == 0.626 and res["eight"].detected
+    from vpkl.runtime.stream import Spotter
+    assert Spotter(b, q).thresholds[q.keywords.index("seven")] == 0.99
+    with pytest.raises(VpklInputError, match="already exists"):
+        write_thresholds(src, str(tmp_path / "b"), 0.7, None, force=False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out-bundle", "x"], "--out-bundle: only with --target-fa-per-hour"),
+    (["--target-fa-per-hour", "5"], "--target-fa-per-hour: needs keyword-free audio"),
+    (["--det", "d.png"], "--det: needs keyword-free audio"),
+    (["--det", "d.jpg"], "expected a .png"),
+    (["--target-fa-per-hour", "-1"], "expected false alarms per hour >= 0"),
+    (["--negatives", "/nonexistent"], "--negatives /nonexistent: no such file"),
+])
+def test_evaluate_false_alarm_flags_refused_in_one_line(args, message, tmp_path):
+    r = run_cli("evaluate", "--manifest", os.path.join(EXAMPLES, "examples.jsonl"), "--queries",
+                os.path.join(EXAMPLES, "queries"), *args)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -240,37 +240,37 @@ def test_bundle_checks_query_shape_with_either_scorer(shipped_bundle):
 
 
 def test_enrolled_queries_are_laid_out_once(shipped_bundle, example_wavs, example_queries):
+    """A QuerySet is prepared for the scorer once (an explicit PreparedQueries, not a cache), its values
+    cannot change afterwards, and what it scores equals the ONNX head on the same values."""
     from vpkl.runtime.bundle import Bundle
     from vpkl.runtime.queries import QuerySet
+    from vpkl.runtime.scorer import PreparedQueries
     b = Bundle.load(shipped_bundle, scorer="native")
-    qs = QuerySet(["a", "b"], np.random.default_rng(0).standard_normal((2, 16, b.embed_dim)))
-    assert not qs.embeddings.flags.writeable and qs.embeddings.dtype == np.float32
-    frames = np.random.default_rng(1).standard_normal((20, b.embed_dim)).astype(np.float32)
-    b.score(qs.embeddings, frames)
-    handle = b.scorer._enrolled[1]
-    b.score(qs.embeddings, frames[:7])
-    assert b.scorer._enrolled[1] is handle  # same QuerySet: not converted again
-    # the QuerySet holds its own copy: changing the caller's array changes nothing
-    x = np.random.default_rng(2).standard_normal((2, 16, b.embed_dim)).astype(np.float32)
-    qs2 = QuerySet(["a", "b"], x)
-    before = b.score(qs2.embeddings, frames)[0]
-    x[:] = 0
     onnx = Bundle.load(shipped_bundle, scorer="onnx")
-    after, want = b.score(qs2.embeddings, frames)[0], onnx.score(qs2.embeddings, frames)[0]
+    x = np.random.default_rng(2).standard_normal((2, 16, b.embed_dim)).astype(np.float32)
+    qs = QuerySet(["a", "b"], x, scorer=b.scorer)
+    assert isinstance(qs.prepared, PreparedQueries) and qs.prepared.scorer is b.scorer
+    assert qs.embeddings.dtype == np.float32 and not qs.embeddings.flags.writeable
+    with pytest.raises(ValueError):
+        qs.embeddings.flags.writeable = True    # read-only for good: the prepared layout stays true to it
+    frames = np.random.default_rng(1).standard_normal((20, b.embed_dim)).astype(np.float32)
+    before = b.score(qs, frames)[0]
+    x[:] = 0                                    # the QuerySet holds its own copy
+    calls = []
+    real = b.scorer._layout
+    b.scorer._layout = lambda q: calls.append(q) or real(q)
+    after, want = b.score(qs, frames)[0], onnx.score(qs.embeddings, frames)[0]
+    assert calls == []                          # prepared: not laid out again
     assert np.array_equal(before, after) and np.abs(after - want).max() <= 1e-5
-    e = qs2.embeddings  # made writeable again and changed: converted afresh
-    e.flags.writeable = True
-    e[:] = 1.0
-    assert np.abs(b.score(e, frames)[0] - onnx.score(e, frames)[0]).max() <= 1e-5
-    view = x.view()  # a read-only view of writeable memory is never kept
-    view.flags.writeable = False
-    b.score(view, frames)
-    assert b.scorer._enrolled[0] is not view
-    w = np.array(qs.embeddings)                # a writeable array may change between calls
+    w = np.array(qs.embeddings)                 # a plain array is laid out on every call
     s1 = b.score(w, frames)[0]
     w[0] *= -1
     s2 = b.score(w, frames)[0]
-    assert s1[0] != s2[0] and s1[1] == s2[1]
+    assert len(calls) == 2 and s1[0] != s2[0] and s1[1] == s2[1]
+    # queries prepared for another scorer (or none) are scored from their values, as the ONNX head does
+    for other in (qs.prepare(onnx), QuerySet(["a", "b"], qs.embeddings)):
+        assert np.abs(b.score(other, frames)[0] - want).max() <= 1e-5
+    assert np.abs(onnx.score(qs, frames)[0] - want).max() <= 1e-6
 
 
 def test_scorer_choice_and_fallback(monkeypatch, shipped_bundle, example_wavs):

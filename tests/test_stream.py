@@ -1,5 +1,7 @@
 """Streaming: the incremental front end, the stateful causal graph and the windowed scoring against
 independent references (the PyTorch model, offline `detect`), and the Spotter's rules."""
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from vpkl.model.head import localising_attention
 from vpkl.model.vpkl_model import load_checkpoint
 from vpkl.runtime.audio import read_audio
 from vpkl.runtime.bundle import Bundle
-from vpkl.runtime.detect import detect
+from vpkl.runtime.detect import detect, embed_audio
 from vpkl.runtime.errors import VpklInputError
 from vpkl.runtime.features import FrontEndConfig, StreamingFrontEnd, features
 from vpkl.runtime.queries import enrol, folder_images
@@ -72,7 +74,7 @@ def test_stream_window_equals_pytorch_on_the_whole_utterance(random_bundle, exam
         with torch.no_grad():
             feats, _ = model.front_end(torch.from_numpy(x)[None])
             frames = model.audio(feats)
-            s, att, _ = localising_attention(torch.from_numpy(qs.embeddings), frames, torch.tensor([frames.shape[1]]))
+            s, att, _ = localising_attention(torch.tensor(qs.embeddings), frames, torch.tensor([frames.shape[1]]))
         w = sp.last_window
         assert (w.start, w.end) == (0, frames.shape[1])
         assert np.abs(w.scores - s[:, 0].numpy()).max() < 1e-4
@@ -199,3 +201,68 @@ def test_bad_thresholds(shipped):
         Spotter(b, qs, threshold={"seven": 1.5})
     with pytest.raises(VpklInputError, match="no query"):
         Spotter(b, qs, threshold={"dog": 0.5})
+
+
+def test_a_second_thread_is_refused_and_changes_nothing(shipped, example_wavs, monkeypatch):
+    """Thread A is held inside feed() (in the causal encoder); meanwhile feed, flush and reset from
+    this thread are refused by name; then the stream goes on and gives what a one-thread stream gives."""
+    b, qs = shipped
+    x = read_audio(example_wavs[3], 16000)
+    ref = [(d.keyword, d.frame, d.score) for d in run(Spotter(b, qs), x, 1600)]
+    sp = Spotter(b, qs)
+    inside, release, real = threading.Event(), threading.Event(), b.encode_causal
+
+    def held(*args):
+        if threading.current_thread().name == "A":
+            inside.set()
+            assert release.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(b, "encode_causal", held)
+    p = pieces(x, 1600)
+    out = []
+    a = threading.Thread(target=lambda: out.extend(sp.feed(p[0])), name="A")
+    a.start()
+    assert inside.wait(60)
+    for call, name in ((lambda: sp.feed(p[1]), "feed"), (sp.flush, "flush"), (sp.reset, "reset")):
+        with pytest.raises(VpklInputError, match=f"stream: {name}\\(\\) called while another thread"):
+            call()
+    release.set()
+    a.join()
+    assert sp.chunks == 1 and sp.audio_s == len(p[0]) / 16000
+    for q in p[1:]:
+        out += sp.feed(q)
+    assert [(d.keyword, d.frame, d.score) for d in out + sp.flush()] == ref
+
+
+def test_two_threads_feeding_one_spotter_never_corrupt_it(shipped, example_wavs):
+    """Two real threads feed one Spotter at once, 10 ms chunks each: every chunk is either taken whole or
+    refused, and afterwards the stream holds exactly the taken audio: as many samples and chunks, and as
+    many frames as the offline encoder gives for that many samples (unguarded, the two interleaved inside
+    feed and it counted more frames than the audio holds)."""
+    b, qs = shipped
+    x = read_audio(example_wavs[1], 16000)
+    sp = Spotter(b, qs)
+    taken, refused, dets = [0, 0], [0, 0], []
+    go = threading.Barrier(2)
+
+    def work(i):
+        go.wait()
+        for p in pieces(x, 160):
+            try:
+                dets.extend(sp.feed(p))
+                taken[i] += len(p)
+            except VpklInputError as e:
+                assert "another thread" in str(e)
+                refused[i] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    dets += sp.flush()
+    n_chunks = 2 * len(pieces(x, 160))
+    assert sp.chunks == n_chunks - sum(refused) and round(sp.audio_s * 16000) == sum(taken)
+    assert sp.n_frames == len(embed_audio(b, np.zeros(sum(taken), np.float32)))
+    assert all(0 <= d.frame < sp.n_frames for d in dets)
