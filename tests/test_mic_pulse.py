@@ -104,7 +104,7 @@ def _listen(sink: str, wav: str, shipped_bundle: str) -> list[dict]:
         else:
             pytest.fail("vpkl stream --mic did not open the PulseAudio monitor within 30 s")
         subprocess.run(["paplay", f"--device={sink}", wav], check=True, timeout=60)
-        time.sleep(1.0)  # what PulseAudio still buffers reaches vpkl
+        time.sleep(2.0)  # what PulseAudio still buffers reaches vpkl, and vpkl catches up on a busy machine
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
