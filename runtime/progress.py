@@ -9,6 +9,8 @@ LONG_S = 60.0  # audio at least this long shows its progress in the CLI
 
 
 def progress(items, desc: str = "utterances"):
+    """``items`` wrapped in a tqdm bar on stderr (counted in utterances) when tqdm is installed,
+    else ``items`` unchanged (tqdm comes with the train extra, not the runtime)."""
     try:
         from tqdm import tqdm
     except ImportError:
@@ -34,6 +36,7 @@ class AudioProgress:
         self._last_t, self._last_tenth, self._open = None, 0, False
 
     def __call__(self, done_s: float, total_s: float) -> None:
+        """Report ``done_s`` of ``total_s`` seconds of audio (see the class docstring for when)."""
         if not total_s or total_s < self.min_total_s:
             return
         frac = min(done_s / total_s, 1.0)
