@@ -16,10 +16,10 @@ file, and aud_att that window's attention (``window`` says which frames it cover
 Audio no longer than the window gives one window over all of it: the answer is exactly the
 whole-utterance one (to float rounding; a test holds it to 1e-5). With the defaults (10 s
 windows, 5 s apart) every stretch of up to 5 s lies wholly inside some window, and every
-frame is at least 2.5 s from the edges of the window centred nearest it. Windows of digital
-silence alone (an idle device) are not scored, unless no other window is. Memory: the
-window's causal frames, one block of samples and its features, the best window per keyword;
-none of it grows with the length of the audio.
+frame but those within 2.5 s of the ends is at least 2.5 s from the edges of the window
+centred nearest it. Windows of digital silence alone (an idle device) are not scored, unless
+no other window is. Memory: the window's causal frames, one block of samples and its
+features, the best window per keyword; none of it grows with the length of the audio.
 """
 from __future__ import annotations
 
