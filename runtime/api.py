@@ -166,7 +166,8 @@ class Model:
             threshold: one float, a {keyword: float} dict, or None (the bundle's).
         Returns:
             One :class:`KeywordResult` per enrolled keyword, in enrolment order: S, detected,
-            the localised frame (50 per second) and its time in seconds, aud_att (N,).
+            the localised frame (50 per second) and its time in seconds, aud_att over the frames
+            of its ``window`` (all N up to 10 s; longer audio: :mod:`vpkl.runtime.longaudio`).
         Raises:
             VpklInputError: nothing enrolled, unreadable or too short audio.
         """
