@@ -409,7 +409,20 @@ def cmd_make_dataset(a) -> int:
     if a.examples:
         print(json.dumps(write_examples(a.data, a.out, a.examples), indent=2))
         return 0
-    print(json.dumps(make_dataset(a.data, a.out, a.val, a.test, a.per_keyword, a.seed, a.force), indent=2))
+    if a.synth and not a.negatives:
+        raise VpklInputError("--synth: only with --negatives (it adds the held-out synthetic voices' sets)")
+    if not a.minutes > 0:
+        raise VpklInputError(f"--minutes: expected a positive number of minutes, got {a.minutes}")
+    res = make_dataset(a.data, a.out, a.val, a.test, a.per_keyword, a.seed, a.force)
+    if a.negatives:
+        from vpkl.training.negative_sets import write_negative_sets
+        if a.synth and not os.path.isfile(os.path.join(a.synth, "index.jsonl")):
+            from vpkl.training.synth_speech import make_speech
+            print(f"vpkl make-dataset: synthesising speech into {a.synth} (once)", file=sys.stderr)
+            make_speech(a.synth)
+        res["negatives"] = write_negative_sets(os.path.join(a.out, "negatives"), a.data, a.synth, a.minutes,
+                                               min(a.minutes, 10.0), a.seed)
+    print(json.dumps(res, indent=2))
     return 0
 
 
@@ -571,6 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--per-keyword", type=int, default=5, help="query images per keyword")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--force", action="store_true")
+    m.add_argument("--negatives", action="store_true",
+                   help="also write negatives/: long keyword-free recordings (held-out real words, non-speech; "
+                        "with --synth the held-out synthetic voices) for false alarms per hour")
+    m.add_argument("--synth", metavar="DIR", default=None, help="with --negatives: the synthetic speech cache "
+                                                                "(vpkl make-speech; made there first if missing)")
+    m.add_argument("--minutes", type=float, default=15.0, help="with --negatives: minutes per speech set "
+                                                               "(default 15; non-speech sets up to 10)")
     m.add_argument("--examples", type=int, default=0, metavar="N",
                    help="instead, write the demo's N shipped examples (assets/examples layout)")
     m.set_defaults(func=cmd_make_dataset)
