@@ -47,10 +47,38 @@ def cmd_train(a) -> int:
         raise VpklInputError(f"--concat: expected a probability in [0, 1], got {a.concat}")
     if a.concat > 0 and a.sampling != "all_pairs":
         raise VpklInputError(f"--concat: only works with --sampling all_pairs, got --sampling {a.sampling}")
+    for name, v in (("--keyword-free", a.keyword_free), ("--mixed", a.mixed)):
+        if not 0.0 <= v <= 1.0:
+            raise VpklInputError(f"{name}: expected a share in [0, 1], got {v}")
+    if a.keyword_free + a.mixed > 1.0:
+        raise VpklInputError(f"--keyword-free + --mixed: expected at most 1 together, got {a.keyword_free + a.mixed:g}")
+    held = None if a.held_out_speaker == "none" else a.held_out_speaker
+    if a.synth:
+        from vpkl.training.synth_speech import make_speech
+        if not os.path.isfile(os.path.join(a.synth, "index.jsonl")):
+            print(f"vpkl train: synthesising speech into {a.synth} (once)", file=sys.stderr)
+            make_speech(a.synth)
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       seed=a.seed, sampling=a.sampling, loss=a.loss,
-                      prototypes=not a.no_prototypes, threads=a.threads, concat=a.concat)
+                      prototypes=not a.no_prototypes, threads=a.threads, concat=a.concat,
+                      keyword_free=a.keyword_free, mixed=a.mixed, synth=a.synth, held_out_speaker=held)
     print(json.dumps(train(cfg), indent=2))
+    return 0
+
+
+def cmd_make_speech(a) -> int:
+    from vpkl.training.synth_speech import PROGRAMS, make_speech
+    for name, v in (("--digit-repeats", a.digit_repeats), ("--sentences", a.sentences)):
+        if v < 0:
+            raise VpklInputError(f"{name}: expected a count >= 0, got {v}")
+    engines = a.engines.split(",") if a.engines else list(PROGRAMS)
+    if os.path.exists(a.out) and not os.path.isdir(a.out):
+        raise VpklInputError(f"--out {a.out}: exists and is not a folder")
+    progress = None
+    if sys.stderr.isatty():
+        from vpkl.runtime.progress import progress
+    r = make_speech(a.out, engines, a.digit_repeats, a.sentences, a.seed, progress)
+    print(json.dumps(r, indent=2))
     return 0
 
 
@@ -381,7 +409,20 @@ def cmd_make_dataset(a) -> int:
     if a.examples:
         print(json.dumps(write_examples(a.data, a.out, a.examples), indent=2))
         return 0
-    print(json.dumps(make_dataset(a.data, a.out, a.val, a.test, a.per_keyword, a.seed, a.force), indent=2))
+    if a.synth and not a.negatives:
+        raise VpklInputError("--synth: only with --negatives (it adds the held-out synthetic voices' sets)")
+    if not a.minutes > 0:
+        raise VpklInputError(f"--minutes: expected a positive number of minutes, got {a.minutes}")
+    res = make_dataset(a.data, a.out, a.val, a.test, a.per_keyword, a.seed, a.force)
+    if a.negatives:
+        from vpkl.training.negative_sets import write_negative_sets
+        if a.synth and not os.path.isfile(os.path.join(a.synth, "index.jsonl")):
+            from vpkl.training.synth_speech import make_speech
+            print(f"vpkl make-dataset: synthesising speech into {a.synth} (once)", file=sys.stderr)
+            make_speech(a.synth)
+        res["negatives"] = write_negative_sets(os.path.join(a.out, "negatives"), a.data, a.synth, a.minutes,
+                                               min(a.minutes, 10.0), a.seed)
+    print(json.dumps(res, indent=2))
     return 0
 
 
@@ -437,8 +478,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--concat", type=float, default=0.0, metavar="P",
                    help="all_pairs: chance that two utterances are joined into one input of the audio branch "
                         "(default 0, off)")
+    t.add_argument("--keyword-free", type=float, default=0.0, metavar="P",
+                   help="share of training utterances with no keyword: non-digit words, synthetic speech, "
+                        "non-speech (default 0)")
+    t.add_argument("--mixed", type=float, default=0.0, metavar="P",
+                   help="share of training utterances mixing digits with non-digit words (default 0)")
+    t.add_argument("--synth", metavar="DIR", default=None,
+                   help="synthetic speech cache (made there first if missing: vpkl make-speech): its voices say the "
+                        "digits as extra speakers, its keyword-free text joins the negatives")
+    t.add_argument("--held-out-speaker", default="george", metavar="NAME",
+                   help="FSDD speaker kept out of training and validation (default george; 'none': every speaker)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     t.set_defaults(func=cmd_train)
+
+    ms = sub.add_parser("make-speech", help="synthesise training speech with espeak-ng, flite and festival "
+                                            "(apt-get install espeak-ng flite festival festvox-kallpc16k "
+                                            "festvox-us-slt-hts)")
+    ms.add_argument("--out", required=True, metavar="DIR", help="cache folder (files already there are kept)")
+    ms.add_argument("--engines", default=None, help="comma-separated: espeak-ng,flite,festival (default all)")
+    ms.add_argument("--digit-repeats", type=int, default=3, help="times each voice says each digit (default 3)")
+    ms.add_argument("--sentences", type=int, default=12, help="keyword-free sentences per voice (default 12)")
+    ms.add_argument("--seed", type=int, default=0)
+    ms.set_defaults(func=cmd_make_speech)
 
     detect.add_parser(sub)
 
@@ -523,6 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--per-keyword", type=int, default=5, help="query images per keyword")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--force", action="store_true")
+    m.add_argument("--negatives", action="store_true",
+                   help="also write negatives/: long keyword-free recordings (held-out real words, non-speech; "
+                        "with --synth the held-out synthetic voices) for false alarms per hour")
+    m.add_argument("--synth", metavar="DIR", default=None, help="with --negatives: the synthetic speech cache "
+                                                                "(vpkl make-speech; made there first if missing)")
+    m.add_argument("--minutes", type=float, default=15.0, help="with --negatives: minutes per speech set "
+                                                               "(default 15; non-speech sets up to 10)")
     m.add_argument("--examples", type=int, default=0, metavar="N",
                    help="instead, write the demo's N shipped examples (assets/examples layout)")
     m.set_defaults(func=cmd_make_dataset)

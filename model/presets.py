@@ -72,7 +72,7 @@ PRESETS = {
         lstm_hidden=512, bilstm1_hidden=512),
     "digits": Preset(
         name="digits", image_branch="small_cnn",
-        image=ImageConfig(mode="L", resize=32, size=32, mean=(0.5,), std=(0.5,)),
+        image=ImageConfig(mode="L", resize=32, size=32, mean=(0.5,), std=(0.5,), drawing=True, margin=0.0),
         embed_dim=128, conv_channels=96, mlp_dims=(96, 96, 96, 64, 64, 64),
         lstm_hidden=64, bilstm1_hidden=64, cnn_channels=(32, 64, 64, 96), residual=True,
         norm=True),

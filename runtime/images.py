@@ -2,7 +2,9 @@
 
 Preprocessing is a chain of small steps, one function each (:func:`preprocess` runs them):
 :func:`flatten_alpha` (transparent areas onto the background the model expects),
-:func:`to_8bit` (16-bit greys scaled, not clipped), :func:`resize_crop`, :func:`normalise`.
+:func:`to_8bit` (16-bit greys scaled, not clipped), for drawings :func:`isolate_ink` (any
+polarity, lighting and framing -> bright ink on black, cropped to the ink), :func:`resize_crop`,
+:func:`normalise`.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from .errors import VpklInputError
 
@@ -28,7 +30,10 @@ class ImageConfig:
     short side is ``resize`` px, centre-cropped to ``size`` x ``size``, scaled to [0, 1] and
     normalised per channel with ``mean``/``std``. ``background`` is the grey level in [0, 1]
     that transparent areas are composited onto: 0 (black), the digits model's training images'
-    background (bright ink on dark).
+    background (bright ink on dark). ``drawing``: the queries are drawings of ink on a plain
+    ground (the digits preset): :func:`isolate_ink` runs, and ``margin`` is the space it leaves
+    around the ink, as a share of the ink's longer side (0 for the digits preset, whose training
+    digits touch the top and bottom of their 8 x 8 grid).
     """
 
     mode: str = "RGB"
@@ -37,6 +42,8 @@ class ImageConfig:
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
     background: float = 0.0
+    drawing: bool = False
+    margin: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,16 +59,24 @@ class ImageConfig:
         return 1 if self.mode == "L" else 3
 
 
-def flatten_alpha(img: Image.Image, background: float) -> Image.Image:
+def flatten_alpha(img: Image.Image, background: float, drawing: bool = False) -> Image.Image:
     """An image with transparency -> RGB composited onto grey ``background`` (0..1); others unchanged.
 
     Pillow's own conversion drops the alpha channel, so whatever colour lies under the
-    transparent areas (often white) would be read as the drawing's background.
+    transparent areas (often white) would be read as the drawing's background. For a drawing
+    (``drawing``) the ground is chosen against the ink instead: black under light ink, white
+    under dark ink (the mean grey of the opaque pixels tells which), so strokes drawn on a
+    transparent sheet stay visible whatever their colour.
     """
     if img.mode not in ALPHA_MODES and "transparency" not in img.info:
         return img
-    v = int(round(255 * background))
     rgba = img.convert("RGBA")
+    if drawing:
+        a = np.asarray(rgba, np.float64)
+        opaque = a[..., 3] > 127
+        grey = a[..., :3].mean(axis=-1)
+        background = 0.0 if not opaque.any() or grey[opaque].mean() >= 127.5 else 1.0
+    v = int(round(255 * background))
     return Image.alpha_composite(Image.new("RGBA", rgba.size, (v, v, v, 255)), rgba).convert("RGB")
 
 
@@ -74,6 +89,55 @@ def to_8bit(img: Image.Image) -> Image.Image:
         return img
     x = np.clip(np.asarray(img).astype(np.float64), 0, 65535) / 257.0
     return Image.fromarray(np.round(x).astype(np.uint8), "L")
+
+
+def isolate_ink(img: Image.Image, margin: float) -> Image.Image:
+    """A drawing of any polarity, lighting and framing -> "L" bright ink on black, cropped to the ink.
+
+    1. Polarity: the paper is the median grey of the image's outer ring (5% of the short side);
+       when it is lighter than mid-way between the darkest and lightest grey, the ink is dark
+       and the image is inverted.
+
+    Images under 32 px a side are digit grids like the model's training images (8 x 8): nothing
+    more is done to them. Larger ones (a drawing scanned or photographed) go on:
+
+    2. Uneven light: the paper's own brightness is estimated by a grey opening (minimum then
+       maximum filter) wider than the strokes, on a copy scaled to 64 px, and subtracted; what
+       remains is ink.
+    3. Contrast: scaled so the 99th percentile of the ink is 255.
+    4. Framing: cropped to the box of the pixels above a third of that (ignoring specks: rows and
+       columns need 2% of their length inked, at least one pixel), centred in a square whose side
+       is the box's longer side plus ``margin`` of it on each side, black around.
+    """
+    g = np.asarray(img.convert("L"), np.float64)
+    h, w = g.shape
+    r = max(1, round(0.05 * min(h, w)))
+    ring = np.concatenate([g[:r].ravel(), g[-r:].ravel(), g[:, :r].ravel(), g[:, -r:].ravel()])
+    if np.median(ring) > 0.5 * (g.min() + g.max()):
+        g = 255.0 - g
+    if min(h, w) < 32:
+        return Image.fromarray(np.round(g).astype(np.uint8), "L")
+    s = 64 / min(h, w)
+    small = Image.fromarray(np.round(g).astype(np.uint8), "L").resize(
+        (max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
+    paper = small.filter(ImageFilter.MinFilter(15)).filter(ImageFilter.MaxFilter(15))
+    paper = paper.filter(ImageFilter.GaussianBlur(3)).resize((w, h), Image.BILINEAR)
+    g = np.maximum(g - np.asarray(paper, np.float64), 0.0)
+    top = np.percentile(g[g > 0], 99) if np.any(g > 0) else 0.0
+    if top <= 0:
+        return Image.fromarray(np.zeros_like(g, np.uint8), "L")
+    g = np.clip(g * (255.0 / top), 0, 255)
+    ink = g > 255.0 / 3
+    rows = np.flatnonzero(ink.sum(axis=1) >= max(1, 0.02 * w))
+    cols = np.flatnonzero(ink.sum(axis=0) >= max(1, 0.02 * h))
+    if len(rows) == 0 or len(cols) == 0:
+        return Image.fromarray(g.astype(np.uint8), "L")
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    side = int(round(max(y1 - y0, x1 - x0) * (1 + 2 * margin)))
+    out = np.zeros((side, side), np.float64)
+    oy, ox = (side - (y1 - y0)) // 2, (side - (x1 - x0)) // 2
+    out[oy:oy + y1 - y0, ox:ox + x1 - x0] = g[y0:y1, x0:x1]
+    return Image.fromarray(np.round(out).astype(np.uint8), "L")
 
 
 def resize_crop(img: Image.Image, cfg: ImageConfig) -> Image.Image:
@@ -97,7 +161,9 @@ def normalise(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
 
 def preprocess(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
     """Pillow image -> (C, size, size) float32 network input (the steps of the module docstring)."""
-    img = to_8bit(flatten_alpha(img, cfg.background)).convert(cfg.mode)
+    img = to_8bit(flatten_alpha(img, cfg.background, cfg.drawing)).convert(cfg.mode)
+    if cfg.drawing:
+        img = isolate_ink(img, cfg.margin).convert(cfg.mode)
     return normalise(resize_crop(img, cfg), cfg)
 
 

@@ -42,3 +42,15 @@ def test_espeak_digits_and_text_cached_once(tmp_path):
     assert np.sqrt(np.mean(x ** 2)) > 1e-3                           # not silence
     again = ss.make_speech(str(tmp_path), engines=["espeak-ng"], digit_repeats=1, n_sentences=1)
     assert again["written"] == 0 and again["files"] == r["files"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["make-speech", "--out", "OUT", "--engines", "say"], "--engines: unknown engine"),
+    (["make-speech", "--out", "OUT", "--sentences", "-1"], "--sentences: expected a count >= 0"),
+    (["train", "--out", "OUT/m.ckpt", "--keyword-free", "0.7", "--mixed", "0.5"], "at most 1 together"),
+    (["train", "--out", "OUT/m.ckpt", "--mixed", "2"], "--mixed: expected a share in [0, 1]"),
+])
+def test_bad_flags_are_one_line(args, message, tmp_path):
+    from conftest import run_cli
+    r = run_cli(*[str(tmp_path) + a[3:] if a.startswith("OUT") else a for a in args])
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -125,3 +125,25 @@ def test_non_speech_kinds_and_trim():
     x[6000:9000] = 0.3
     t = ng.trim(x)
     assert np.count_nonzero(t) == 3000 and 3000 + 2 * 800 <= len(t) <= 3000 + 2 * 800 + 2 * 160   # word, 50 ms each side
+
+
+def test_negative_sets_lengths_and_held_out_speakers(tmp_path):
+    """The keyword-free sets have the lengths asked for; val and test words come from disjoint
+    speakers of the held-out words only; the silence set is digital zeros."""
+    import os
+    import soundfile as sf
+    from conftest import DATA
+    from vpkl.training import negative_sets as ns
+    words_dir = os.path.join(DATA, "speech_commands_words")
+    if not os.path.isdir(words_dir):
+        pytest.skip(f"Speech Commands words not found at {words_dir}")
+    got = ns.write_negative_sets(str(tmp_path), DATA, None, minutes=0.25, non_speech_minutes=0.2)
+    assert got == {"words_val": 15.0, "words_test": 15.0, "silence": 12.0, "clicks": 12.0, "hum": 12.0, "noise": 12.0}
+    x, sr = sf.read(str(tmp_path / "silence.wav"))
+    assert sr == 16000 and not x.any()
+    files = sorted(f for f in os.listdir(words_dir) if f.endswith(".wav"))
+    halves = ns.held_out_word_files(DATA)
+    names = {k: [os.path.basename(f) for f in v] for k, v in halves.items()}
+    assert sorted(names["val"] + names["test"]) == [f for f in files if f.split("_")[0] in ns.HELD_OUT_WORDS]
+    speakers = {k: {f.split("_")[1] for f in v} for k, v in names.items()}
+    assert speakers["val"] and speakers["test"] and not speakers["val"] & speakers["test"]

@@ -20,6 +20,7 @@ from vpkl.evaluation.manifest import write_manifest
 from vpkl.runtime.errors import VpklInputError
 
 from . import digits_data as dd
+from .query_styles import STYLES, render
 
 
 def check_per_keyword(split: str, per_keyword: int):
@@ -32,18 +33,21 @@ def check_per_keyword(split: str, per_keyword: int):
     return images, labels
 
 
-def write_queries(folder: str, split: str, per_keyword: int) -> int:
-    """Write ``per_keyword`` digit images per keyword; replaces images an earlier run wrote there."""
+def write_queries(folder: str, split: str, per_keyword: int, style: str = "shipped", seed: int = 0) -> int:
+    """Write ``per_keyword`` digit images per keyword, drawn in ``style``
+    (:mod:`vpkl.training.query_styles`; photos as JPEG); replaces images an earlier run wrote there."""
     images, labels = check_per_keyword(split, per_keyword)
     os.makedirs(folder, exist_ok=True)
-    ours = re.compile(rf"^({'|'.join(dd.KEYWORDS)})_{split}\d+\.png$")
+    rng = np.random.default_rng(seed)
+    ext = ".jpg" if style == "photo" else ".png"
+    ours = re.compile(rf"^({'|'.join(dd.KEYWORDS)})_{split}\d+\.(png|jpg)$")
     for f in os.listdir(folder):
         if ours.match(f):
             os.remove(os.path.join(folder, f))
     n = 0
     for k, kw in enumerate(dd.KEYWORDS):
         for j, i in enumerate(np.flatnonzero(labels == k)[:per_keyword]):
-            Image.fromarray(images[i]).save(os.path.join(folder, f"{kw}_{split}{j:02d}.png"))
+            render(images[i], style, rng).save(os.path.join(folder, f"{kw}_{split}{j:02d}{ext}"))
             n += 1
     return n
 
@@ -76,6 +80,9 @@ def make_dataset(data: str, out: str, n_val: int = 400, n_test: int = 500, per_k
     write_split(os.path.join(out, "test"), data, "test", n_test, seed)
     q = write_queries(os.path.join(out, "queries"), "test", per_keyword)
     write_queries(os.path.join(out, "val_queries"), "val", per_keyword)
+    for style in STYLES[1:]:   # the same digits as people draw and photograph them
+        write_queries(os.path.join(out, f"queries_{style}"), "test", per_keyword, style, seed=2)
+        write_queries(os.path.join(out, f"val_queries_{style}"), "val", per_keyword, style, seed=1)
     return {"val": n_val, "test": n_test, "query_images": q, "out": out}
 
 

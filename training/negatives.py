@@ -73,22 +73,31 @@ def synthetic(cache: str, split: str) -> tuple[list[np.ndarray], list[dd.Recordi
     return texts, digits
 
 
-def non_speech(rng: np.random.Generator, n: int) -> np.ndarray:
-    """(n,) float64 non-speech at unit-ish level: digital silence, clicks, hum or a noise burst."""
-    kind = int(rng.integers(4))
+NON_SPEECH = ("silence", "clicks", "hum", "noise")
+
+
+def non_speech(rng: np.random.Generator, n: int, kind: str | None = None) -> np.ndarray:
+    """(n,) float64 non-speech at unit-ish level, of ``kind`` (one of :data:`NON_SPEECH`; None: any).
+
+    silence: digital zeros; clicks: 1-5 decaying impulses; hum: 50 or 60 Hz mains hum with four
+    harmonics; noise: coloured noise (spectral slope 0-2).
+    """
+    kind = NON_SPEECH[int(rng.integers(len(NON_SPEECH)))] if kind is None else kind
     t = np.arange(n) / dd.SAMPLE_RATE
-    if kind == 0:
+    if kind == "silence":
         return np.zeros(n)
-    if kind == 1:                                    # clicks: decaying impulses at random times
+    if kind == "clicks":
         x = np.zeros(n)
         for at in rng.integers(0, n, size=int(rng.integers(1, 6))):
             k = min(n - at, 400)
             x[at:at + k] += rng.choice([-1, 1]) * np.exp(-np.arange(k) / rng.uniform(5, 60))
         return x
-    if kind == 2:                                    # mains hum with harmonics
+    if kind == "hum":
         f0 = float(rng.choice([50.0, 60.0]))
         return sum(rng.uniform(0.1, 1) / h * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6.3)) for h in range(1, 6))
-    return dd.coloured_noise(rng, n, float(rng.uniform(0, 2)))
+    if kind == "noise":
+        return dd.coloured_noise(rng, n, float(rng.uniform(0, 2)))
+    raise ValueError(f"kind must be one of {NON_SPEECH}, got {kind!r}")
 
 
 @dataclass
