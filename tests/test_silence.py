@@ -61,15 +61,22 @@ def offline(bundle, queries, x):
     return {r.keyword: r.time_s for r in detect(bundle, x, queries) if r.detected}
 
 
-@pytest.mark.parametrize("place", PLACES)
-@pytest.mark.parametrize("pad", PADS)
-@pytest.mark.parametrize("name", [f"example_{i}.wav" for i in range(1, 5)])
-def test_detect_ignores_digital_silence(setup, name, place, pad):
+def with_and_without(setup, name, place, pad, run):
+    """``run`` on the example and on the example with the zeros: (ref, got, cut sample, seconds added)."""
     bundle, queries, lines = setup
     x = read_audio(os.path.join(EXAMPLES, name), SR)
-    ref = offline(bundle, queries, x)
     y, cut, add = padded(x, lines[name]["words"], place, pad)
-    got = offline(bundle, queries, y)
+    return run(bundle, queries, x), run(bundle, queries, y), cut, add
+
+
+every_case = pytest.mark.parametrize("name, place, pad", [(f"example_{i}.wav", place, pad) for i in range(1, 5)
+                                                             for pad in PADS for place in PLACES])
+
+
+@every_case
+def test_detect_ignores_digital_silence(setup, name, place, pad):
+    bundle = setup[0]
+    ref, got, cut, add = with_and_without(setup, name, place, pad, offline)
     if (name, place, pad) in KNOWN_OFFLINE:
         pytest.xfail(f"known: {name} with {pad} s of zeros {place}: got {sorted(got)}, expected {sorted(ref)}")
     assert sorted(got) == sorted(ref)
@@ -78,22 +85,14 @@ def test_detect_ignores_digital_silence(setup, name, place, pad):
 
 
 def streamed(bundle, queries, x):
-    sp = Spotter(bundle, queries)
-    out = []
-    for i in range(0, len(x), 1600):                  # 100 ms chunks, as `vpkl stream` feeds them
-        out += sp.feed(x[i:i + 1600])
-    return [(d.keyword, d.time_s) for d in out + sp.flush()]
+    """(keyword, time_s) of each detection, fed in 100 ms chunks as `vpkl stream` feeds them."""
+    return [(d.keyword, d.time_s) for d in Spotter(bundle, queries).run(x, chunk_s=0.1)]
 
 
-@pytest.mark.parametrize("place", PLACES)
-@pytest.mark.parametrize("pad", PADS)
-@pytest.mark.parametrize("name", [f"example_{i}.wav" for i in range(1, 5)])
+@every_case
 def test_spotter_ignores_digital_silence(setup, name, place, pad):
-    bundle, queries, lines = setup
-    x = read_audio(os.path.join(EXAMPLES, name), SR)
-    ref = streamed(bundle, queries, x)
-    y, cut, add = padded(x, lines[name]["words"], place, pad)
-    got = streamed(bundle, queries, y)
+    bundle = setup[0]
+    ref, got, cut, add = with_and_without(setup, name, place, pad, streamed)
     want = [(k, shifted(t, cut, add)) for k, t in ref]
     tol = 2 / bundle.frame_rate + 1e-9
     for k, u in want:                                   # every detection of the example is still made
