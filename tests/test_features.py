@@ -115,11 +115,13 @@ def test_streaming_pieces_match_whole_with_silence(fsdd_file):
     assert np.abs(np.concatenate(out) - whole).max() < 1e-5
 
 
-def test_one_lsb_noise_is_silent_and_room_noise_is_not():
-    """The silence level (-85 dB re full-scale white noise) sits between 16-bit audio that
-    toggles by one step and real room noise (-60 to -80 dB)."""
+def test_what_is_silent():
+    """The silence level (-110 dB re full-scale white noise) lies between 24-bit audio that toggles
+    by one step (silent) and 16-bit one-step noise and the quietest pauses the recipe trains on
+    (heard)."""
     rng = np.random.default_rng(0)
-    lsb = (rng.integers(-1, 2, 16000) / 32768).astype(np.float32)
-    assert np.all(features(lsb, CFG) == CFG.silence_feature)
-    room = (10 ** (-75 / 20) * rng.standard_normal(16000)).astype(np.float32)
-    assert not np.any(np.all(features(room, CFG) == CFG.silence_feature, axis=1))
+    lsb24 = (rng.integers(-1, 2, 16000) / 2 ** 23).astype(np.float32)
+    assert np.all(features(lsb24, CFG) == CFG.silence_feature)
+    for level_db in (-100, -90, -75):                   # -90: 16-bit one-step noise
+        noise = (10 ** (level_db / 20) * rng.standard_normal(16000)).astype(np.float32)
+        assert not np.any(np.all(features(noise, CFG) == CFG.silence_feature, axis=1)), level_db
