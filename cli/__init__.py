@@ -17,7 +17,7 @@ import warnings
 from vpkl.runtime.errors import VpklInputError, VpklWarning
 
 from . import detect
-from .common import (AUDIO_HELP, SHIPPED_BUNDLE, THRESHOLD_HELP, add_bundle_args, add_provider_args, add_query_args,
+from .common import (AUDIO_HELP, OneLineParser, SHIPPED_BUNDLE, THRESHOLD_HELP, add_bundle_args, add_provider_args, add_query_args,
                      add_scorer_args, enrolled, flags, load_bundle, providers, query_images, skipped, threshold)
 from .extras import exit_missing
 
@@ -454,7 +454,7 @@ manifest gives snr_db:
 
 def build_parser() -> argparse.ArgumentParser:
     import vpkl
-    p = argparse.ArgumentParser(prog="vpkl", description="Visually prompted keyword localisation: show an image of "
+    p = OneLineParser(prog="vpkl", description="Visually prompted keyword localisation: show an image of "
                                 "a keyword, find where it is spoken. Runtime commands need no extra; train, "
                                 "make-dataset, calibrate and detect --plot name the extra they need.")
     p.add_argument("--version", action="version", version=f"vpkl {vpkl.__version__}")

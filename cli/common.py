@@ -2,6 +2,8 @@
 and turning the runtime's argument names into the flags a user typed."""
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import re
@@ -19,6 +21,14 @@ AUDIO_HELP = textwrap.fill(
     "recorded below 16 kHz (8 kHz telephone speech, say) has no energy in the upper mel bands (above 4 kHz at "
     "8 kHz): a model trained on 16 kHz speech loses accuracy on it. The shipped digits model is the exception: it "
     "learnt from 8 kHz recordings (FSDD) resampled to 16 kHz.", 100)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line (``vpkl detect: error: ...``; ``--help``
+    still shows the usage), exit code 2, like every other refusal of vpkl's."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _shipped_threshold() -> str:

@@ -1,18 +1,18 @@
 """`vpkl-export CKPT --out BUNDLE`: write a model bundle and check it against PyTorch."""
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 import sys
 
+from vpkl.cli.common import OneLineParser
 from vpkl.runtime.demo import EXAMPLES as _EXAMPLES
 from vpkl.runtime.errors import VpklInputError
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="vpkl-export", description="Export a vpkl checkpoint to an ONNX bundle.")
+    p = OneLineParser(prog="vpkl-export", description="Export a vpkl checkpoint to an ONNX bundle.")
     p.add_argument("checkpoint", help="checkpoint written by `vpkl train`")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .checks import check_choice, check_threads
 from .errors import VpklInputError
 
 SCORERS = ("auto", "native", "onnx")
@@ -171,10 +172,8 @@ class NativeScorer:
         cores) or how many; expect: the (M, D) queries must have, or None.
         Raises: VpklInputError: an unknown precision, a bad thread count, or VPKL_CPU_ISA set to
         something other than avx512, avx2 or portable."""
-        if precision not in PRECISIONS:
-            raise VpklInputError(f"precision: {precision!r}, expected one of {', '.join(PRECISIONS)}")
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= 4096:
-            raise VpklInputError(f"threads: {threads!r}, expected 0 (every core) to 4096")
+        check_choice(precision, PRECISIONS, "precision")
+        threads = check_threads(threads)
         isa = os.environ.get("VPKL_CPU_ISA", "")
         if isa not in CPU_ISAS:
             raise VpklInputError(f"VPKL_CPU_ISA (environment): {isa!r}, expected avx512, avx2, portable or unset")

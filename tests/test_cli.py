@@ -285,3 +285,17 @@ def test_plot_cli_writes_a_png_and_keeps_an_existing_one(capsys, tmp_path, examp
         rc, out, err = cli(capsys, "detect", "--queries", QUERIES, example_wavs[0], "--plot", tmp_path / bad)
         assert rc == 2 and out == "" and f"vpkl: error: --plot {tmp_path / bad}: " in err and what in err, err
     assert len(os.listdir(tmp_path)) == 4  # the three plots and the folder dir.png
+
+
+@pytest.mark.parametrize("args", [["detect", "--threshold", "abc", "x.wav"], ["detect"], ["bogus"],
+                                  ["stream", "--chunk-ms", "fast", "-"], ["evaluate", "--manifest"]])
+def test_usage_errors_are_one_line(args):
+    """argparse's own refusals (a flag's type, a missing argument, an unknown command) are one line too."""
+    r = run_cli(*args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "error:" in r.stderr, r.stderr
+    assert "--help" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_vpkl_export_usage_error_is_one_line():
+    r = run_cli("--bogus", module="vpkl.export.cli")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -193,10 +193,17 @@ def test_bad_input_names_the_input(bad, what):
         native_head(*bad(q, a))
 
 
-@pytest.mark.parametrize("threads", [-1, 5000, None, 1.5])
+@pytest.mark.parametrize("threads", [-1, None, 1.5, "2", True])
 def test_bad_thread_counts(threads):
     with pytest.raises(VpklInputError, match="threads"):
         scorer_mod.NativeScorer(native, "fp32", threads)
+
+
+def test_thread_counts_follow_the_one_rule():
+    """The native scorer takes thread counts by the runtime's one rule (vpkl.runtime.checks), as
+    Bundle.load does: more than the cores is capped to the cores."""
+    import os
+    assert scorer_mod.NativeScorer(native, "fp32", 5000).threads == os.cpu_count()
 
 
 def test_more_threads_than_cores_and_unknown_isa(monkeypatch):
