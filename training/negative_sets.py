@@ -14,7 +14,7 @@ with random pauses (0.1-2 s of quiet room noise or digital zeros) between them:
   ten-second pieces at random levels: digital zeros; coloured noise; clicks on a quiet floor;
   50 or 60 Hz mains hum with harmonics.
 
-The clips repeat (the test words set holds 13 clips, each heard about 50 times in 15 minutes): the
+The clips repeat (the test words set holds 13 clips, each heard about 35 times in 15 minutes): the
 rates measure how often the spotter fires on these clips in varied orders, levels and pauses,
 not on 15 minutes of different speech.
 """
