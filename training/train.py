@@ -18,22 +18,20 @@ the utterance's keywords, as for images) and against the images (target: the ima
 keyword). They use no information the image pairs do not already carry (the image's
 keyword and the utterance's set of keywords) and are discarded after training. The
 audio branch learns from a consistent target per keyword from the first step instead of
-from an image branch that is still random; measured on validation, AUC after 300 steps
-rose from 0.68 to 0.81.
+from an image branch that is still random (the README gives what it measured).
 
 Joined inputs (``concat``, off by default): pairs of utterances joined into one input of
 the audio branch, each scored on its own frames (see :func:`split_frames`). It targets a
 measured defect: on a new speaker most localisation misses fall on the first or last frame,
-where the BiLSTMs hold a summary of the whole utterance. With ``concat=1`` held-out-speaker
-localisation accuracy rose from 0.74 to 0.82, but 1000 steps then learn less: detection F1
-0.67 against 0.77 on the held-out speaker, 0.87 against 0.95 on validation (300 fresh
-utterances per split), so it is not the default yet.
+where the BiLSTMs hold a summary of the whole utterance. It helps localisation but, in the
+steps the recipe has, costs detection (README, *Training options*), so it is not the default.
+
+Keyword-free speech (``keyword_free``, ``mixed``, ``synth``; off by default): utterances with no
+keyword and digits mixed with non-digit words, from :mod:`vpkl.training.negatives`, so the model
+learns to stay quiet on other speech; synthetic voices also say the digits as extra speakers.
 
 At the end the detection threshold is chosen on the validation split (best F1) and
 stored in the checkpoint with the keyword names.
-
-Status: the shipped bundle meets the accuracy targets on the training speakers' held-out
-recordings but not on the held-out speaker; see the README.
 """
 from __future__ import annotations
 
