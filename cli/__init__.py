@@ -263,7 +263,9 @@ def cmd_evaluate(a) -> int:
     progress = None
     if not a.json and sys.stderr.isatty():
         from vpkl.runtime.progress import progress
-    thr = threshold(a, bundle)
+    from vpkl.runtime.checks import resolve_thresholds
+    thr = resolve_thresholds(threshold(a, bundle), queries.keywords, bundle.threshold,
+                             per_keyword=bundle.keyword_thresholds)
     scored = score_manifest(bundle, entries, queries, progress)
     res = evaluate(bundle, entries, queries, thr, scored=scored)
     if negatives:
@@ -272,7 +274,9 @@ def cmd_evaluate(a) -> int:
         print(json.dumps(res, indent=2))
         return 0
     n, k = res["utterances"], len(res["keywords"])
-    print(f"{n} utterance{'s' * (n != 1)} x {k} keyword{'s' * (k != 1)}, threshold {res['threshold']:.3f}")
+    t = res["threshold"]
+    shown = f"threshold {t:.3f}" if isinstance(t, float) else "thresholds " + ", ".join(f"{k} {v:.3f}" for k, v in t.items())
+    print(f"{n} utterance{'s' * (n != 1)} x {k} keyword{'s' * (k != 1)}, {shown}")
     rows = [("overall", res["overall"])] + list(res.get("by_snr", {}).items())
     print(f"{'':<12} {'pairs':>6} | {'det P':>6} {'det R':>6} {'det F1':>6} | "
           f"{'loc P':>6} {'loc R':>6} {'loc F1':>6} {'loc acc':>7}")
@@ -297,47 +301,51 @@ def keyword_free_audio(a, entries) -> list:
 
 
 def false_alarm_report(a, bundle, queries, negatives, scored, thr, progress) -> dict:
-    """False alarms per hour (streamed), misses per keyword, and with --det / --target-fa-per-hour
-    the curve over thresholds, its image and the threshold chosen (written with --out-bundle)."""
+    """False alarms per hour (streamed) and misses per keyword at the thresholds in use (``thr``:
+    (K,) per query), and with --det / --target-fa-per-hour the curve over one threshold for all
+    keywords, its image and the threshold chosen (written with --out-bundle)."""
     import numpy as np
     from vpkl.evaluation.false_alarms import (THRESHOLDS, false_alarms, miss_rates, threshold_for_target,
                                               write_thresholds)
-    sweep = a.det or a.target_fa_per_hour is not None
-    grid = np.unique(np.append(THRESHOLDS, thr)) if sweep else np.array([thr])
-    fa = false_alarms(bundle, queries, negatives, grid, progress)
-    ms = miss_rates(scored["scores"], scored["spoken"], len(queries), grid)
-    at = int(np.flatnonzero(grid == thr)[0])
     kws = list(queries.keywords)
-    per_kw = {k: {"false_alarms": int(fa["counts"][at, q]), "per_hour": float(fa["fa_per_hour"][at, q]),
-                  "spoken": int(ms["spoken"][q]),
-                  "misses": int(round(float(np.nan_to_num(ms["per_keyword"][at, q])) * int(ms["spoken"][q])))}
-              for q, k in enumerate(kws)}
-    out = {"negative_files": len(negatives), "hours": fa["hours"], "threshold": float(thr),
-           "false_alarms": int(fa["counts"][at].sum()), "per_hour": float(fa["fa_per_hour"][at].sum()),
-           "miss_rate": float(ms["pooled"][at]), "per_keyword": per_kw}
+    uniform = bool(np.all(thr == thr[0]))
+    now = false_alarms(bundle, queries, negatives, [float(thr[0]) if uniform else dict(zip(kws, map(float, thr)))],
+                       progress)
+    spoken = np.asarray(scored["spoken"], bool).reshape(-1, len(kws))
+    missed = (np.asarray(scored["scores"]).reshape(-1, len(kws)) < thr[None]) & spoken
+    per_kw = {k: {"threshold": float(thr[q]), "false_alarms": int(now["counts"][0, q]),
+                  "per_hour": float(now["fa_per_hour"][0, q]), "spoken": int(spoken[:, q].sum()),
+                  "misses": int(missed[:, q].sum())} for q, k in enumerate(kws)}
+    out = {"negative_files": len(negatives), "hours": now["hours"],
+           "threshold": float(thr[0]) if uniform else "per keyword",
+           "false_alarms": int(now["counts"][0].sum()), "per_hour": float(now["fa_per_hour"][0].sum()),
+           "miss_rate": float(missed.sum() / max(int(spoken.sum()), 1)), "per_keyword": per_kw}
+    if not (a.det or a.target_fa_per_hour is not None):
+        return out
+    grid = np.unique(np.append(THRESHOLDS, thr))
+    fa = false_alarms(bundle, queries, negatives, grid, progress)
+    ms = miss_rates(scored["scores"], scored["spoken"], len(kws), grid)
     if a.det:
         from vpkl.evaluation.det_plot import plot_det
-        plot_det(fa, ms, a.det, thr)
+        plot_det(fa, ms, a.det, float(thr[0]) if uniform else None)
         out["det"] = a.det
     if a.target_fa_per_hour is not None:
         x = float(a.target_fa_per_hour)
-        pooled = fa["fa_per_hour"].sum(axis=1)
         chosen = {}
         if a.per_keyword:
+            rows = {}
             for q, k in enumerate(kws):
                 i = threshold_for_target(fa["fa_per_hour"][:, q], grid, x / len(kws))
-                chosen[k] = float(grid[i]) if i is not None else None
-            if any(v is None for v in chosen.values()):
-                bad = sorted(k for k, v in chosen.items() if v is None)
-                raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} keeps "
-                                     f"{', '.join(bad)} at {x / len(kws):.3g} per hour or fewer")
+                if i is None:
+                    raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} keeps "
+                                         f"{k} at {x / len(kws):.3g} per hour or fewer")
+                chosen[k], rows[q] = float(grid[i]), i
             thr_new = float(np.median(list(chosen.values())))
-            fa_new = float(sum(fa["fa_per_hour"][int(np.flatnonzero(grid == chosen[k])[0]), q]
-                               for q, k in enumerate(kws)))
-            spoken = ms["spoken"].sum()
-            miss_new = float(sum(np.nan_to_num(ms["per_keyword"][int(np.flatnonzero(grid == chosen[k])[0]), q])
-                                 * ms["spoken"][q] for q, k in enumerate(kws)) / max(spoken, 1))
+            fa_new = float(sum(fa["fa_per_hour"][i, q] for q, i in rows.items()))
+            miss_new = float(sum(np.nan_to_num(ms["per_keyword"][i, q]) * ms["spoken"][q] for q, i in rows.items())
+                             / max(int(ms["spoken"].sum()), 1))
         else:
+            pooled = fa["fa_per_hour"].sum(axis=1)
             i = threshold_for_target(pooled, grid, x)
             if i is None:
                 raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} gets there "
@@ -352,13 +360,15 @@ def false_alarm_report(a, bundle, queries, negatives, scored, thr, progress) -> 
 
 
 def print_false_alarms(r: dict) -> None:
+    thr = r["threshold"]
     print(f"\nkeyword-free audio: {r['negative_files']} file(s), {r['hours'] * 60:.1f} min, streamed as `vpkl stream` "
-          f"runs; threshold {r['threshold']:.3f}")
+          f"runs; threshold {thr if isinstance(thr, str) else f'{thr:.3f}'}")
     print(f"false alarms: {r['false_alarms']} = {r['per_hour']:.1f} per hour (all keywords); "
           f"miss rate {r['miss_rate']:.3f} of spoken keywords")
-    print(f"  {'keyword':<10} {'FA':>5} {'FA/h':>8} {'misses':>12}")
+    print(f"  {'keyword':<10} {'thr':>6} {'FA':>5} {'FA/h':>8} {'misses':>12}")
     for k, v in r["per_keyword"].items():
-        print(f"  {k:<10} {v['false_alarms']:>5} {v['per_hour']:>8.1f} {v['misses']:>5} of {v['spoken']:<5}")
+        print(f"  {k:<10} {v['threshold']:6.3f} {v['false_alarms']:>5} {v['per_hour']:>8.1f} {v['misses']:>5} of "
+              f"{v['spoken']:<5}")
     if "det" in r:
         print(f"DET curve: {r['det']}")
     t = r.get("target")
@@ -366,7 +376,7 @@ def print_false_alarms(r: dict) -> None:
         how = "per keyword (median shown)" if t["keyword_thresholds"] else "for all keywords"
         print(f"target {t['per_hour']:g} false alarms per hour: threshold {t['threshold']:.3f} {how}: "
               f"{t['expected_per_hour']:.1f} per hour and miss rate {t['expected_miss_rate']:.3f} on this data "
-              f"(at {r['threshold']:.3f}: {r['per_hour']:.1f} per hour, miss rate {r['miss_rate']:.3f})")
+              f"(now: {r['per_hour']:.1f} per hour, miss rate {r['miss_rate']:.3f})")
         if t.get("bundle"):
             print(f"written to {t['bundle']}")
 

@@ -113,11 +113,12 @@ def load_bundle(a):
                            head_precision=getattr(a, "head_precision", "fp32"), providers=chosen)
 
 
-def threshold(a, bundle) -> float:
-    """``--threshold`` checked by the runtime's one rule (:mod:`vpkl.runtime.checks`), or the
-    bundle's (checked by ``Bundle.load``); raises VpklInputError naming the flag."""
+def threshold(a, bundle) -> float | None:
+    """``--threshold`` checked by the runtime's one rule (:mod:`vpkl.runtime.checks`), or None: the
+    bundle's own, per keyword where its config.json has ``keyword_thresholds`` (the runtime
+    resolves it). Raises VpklInputError naming the flag."""
     from vpkl.runtime.checks import check_threshold
-    return bundle.threshold if a.threshold is None else check_threshold(a.threshold, "--threshold")
+    return None if a.threshold is None else check_threshold(a.threshold, "--threshold")
 
 
 def add_query_args(p) -> None:

@@ -11,7 +11,8 @@ def plot_det(fa: dict, misses: dict, path: str, threshold: float | None = None) 
     :func:`~vpkl.evaluation.false_alarms.miss_rates` (same thresholds) to a PNG.
 
     Zero false alarms cannot sit on a log axis: they are drawn at half of one false alarm in
-    the measured time (the axis label says so). ``threshold``: a point to mark (the bundle's).
+    the measured time, and no miss at half of one miss (the axis labels say so). ``threshold``: a
+    point to mark (the bundle's).
     Raises:
         VpklInputError: matplotlib is not installed (one line naming the extra that brings it).
     """
@@ -33,14 +34,15 @@ def plot_det(fa: dict, misses: dict, path: str, threshold: float | None = None) 
     ax.plot(np.maximum(pooled, floor), np.maximum(misses["pooled"], miss_floor), "k-", lw=2.2,
             label="pooled (all keywords)")
     if threshold is not None:
-        t = int(np.argmin(np.abs(fa["thresholds"] - threshold)))
+        grid = np.asarray(fa["thresholds"], np.float64)
+        t = int(np.argmin(np.abs(grid - threshold)))
         ax.plot(max(pooled[t], floor), max(misses["pooled"][t], miss_floor), "ko", ms=8, mfc="none")
-        ax.annotate(f"threshold {fa['thresholds'][t]:.3f}", (max(pooled[t], floor), max(misses["pooled"][t], miss_floor)),
+        ax.annotate(f"threshold {grid[t]:.3f}", (max(pooled[t], floor), max(misses["pooled"][t], miss_floor)),
                     textcoords="offset points", xytext=(8, 8))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"false alarms per hour ({fa['hours'] * 60:.1f} min keyword-free audio; 0 drawn at {floor:.2g})")
-    ax.set_ylabel("miss rate")
+    ax.set_ylabel(f"miss rate (0 drawn at {miss_floor:.2g})")
     ax.set_title("DET: miss rate against false alarms per hour")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)

@@ -52,20 +52,26 @@ def score_manifest(bundle: Bundle, entries: list[Entry], queries: QuerySet, prog
             {"scores": scores, "spoken": spoken, "placed": placed, "snr": snr}.items()}
 
 
-def evaluate(bundle: Bundle, entries: list[Entry], queries: QuerySet, threshold: float, progress=None,
+def evaluate(bundle: Bundle, entries: list[Entry], queries: QuerySet, threshold, progress=None,
              scored: dict | None = None) -> dict:
     """Overall metrics plus ``by_snr`` buckets (10 dB wide) when the manifest has ``snr_db``.
 
-    ``scored``: :func:`score_manifest`'s result for these entries and queries, when the caller
-    already has it (it is computed otherwise)."""
+    ``threshold``: one float, or (K,) floats, one per query (a bundle's ``keyword_thresholds``);
+    reported as a float, or as {keyword: threshold} when they differ. ``scored``:
+    :func:`score_manifest`'s result for these entries and queries, when the caller already has
+    it (it is computed otherwise)."""
     r = scored if scored is not None else score_manifest(bundle, entries, queries, progress)
-    out = {"threshold": threshold, "utterances": len(entries), "keywords": list(queries.keywords),
+    per_query = np.broadcast_to(np.asarray(threshold, np.float64), (len(queries),))
+    threshold = np.tile(per_query, len(entries))          # per (utterance, keyword) pair, keyword-major
+    shown = float(per_query[0]) if np.all(per_query == per_query[0]) else dict(zip(queries.keywords,
+                                                                                   map(float, per_query)))
+    out = {"threshold": shown, "utterances": len(entries), "keywords": list(queries.keywords),
            "overall": vpkl_metrics(r["scores"], r["spoken"], r["placed"], threshold)}
     has = ~np.isnan(r["snr"])
     if has.any():
         buckets = {}
         for b in sorted({snr_bucket(v) for v in r["snr"][has]}, key=lambda s: float(s.split("-")[0])):
             sel = np.array([h and snr_bucket(v) == b for h, v in zip(has, r["snr"])])
-            buckets[b] = vpkl_metrics(r["scores"][sel], r["spoken"][sel], r["placed"][sel], threshold)
+            buckets[b] = vpkl_metrics(r["scores"][sel], r["spoken"][sel], r["placed"][sel], threshold[sel])
         out["by_snr"] = buckets
     return out

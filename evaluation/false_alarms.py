@@ -45,13 +45,15 @@ def negative_files(path: str) -> list[str]:
     return out
 
 
-def stream_detections(bundle: Bundle, queries: QuerySet, audio: np.ndarray, threshold: float) -> np.ndarray:
+def stream_detections(bundle: Bundle, queries: QuerySet, audio: np.ndarray, threshold) -> np.ndarray:
     """Stream (n,) float32 samples at the bundle's rate through a fresh Spotter in 100 ms chunks.
+
+    ``threshold``: one float, or {keyword: float} (as :class:`~vpkl.runtime.stream.Spotter` takes it).
 
     Returns:
         (Q,) int64 detections per query (each one a false alarm when no keyword is said).
     """
-    sp = Spotter(bundle, queries, threshold=float(threshold))
+    sp = Spotter(bundle, queries, threshold=threshold if isinstance(threshold, dict) else float(threshold))
     step = int(round(CHUNK_S * bundle.front_end.sample_rate))
     dets = []
     for i in range(0, len(audio), step):
@@ -71,17 +73,17 @@ def false_alarms(bundle: Bundle, queries: QuerySet, sources: list, thresholds=TH
     Args:
         sources: audio file paths or (n,) sample arrays at the bundle's rate, none of which
             holds a keyword (each is its own stream).
-        thresholds: (T,) thresholds on S, each in [0, 1].
+        thresholds: T thresholds on S, each a float in [0, 1] or a {keyword: float} dict.
         progress: optional wrapper of an iterable (a progress bar).
     Returns:
-        {"hours": float, "thresholds": (T,) float64, "counts": (T, Q) int64 false alarms,
+        {"hours": float, "thresholds": as given, "counts": (T, Q) int64 false alarms,
         "fa_per_hour": (T, Q) float64, "keywords": [Q names]}.
     Raises:
         VpklInputError: no source, an unreadable file, no audio at all.
     """
     if not sources:
         raise VpklInputError("negatives: no keyword-free audio given")
-    thresholds = np.asarray(thresholds, np.float64)
+    thresholds = list(thresholds)
     sr = bundle.front_end.sample_rate
     counts = np.zeros((len(thresholds), len(queries)), np.int64)
     seconds = 0.0

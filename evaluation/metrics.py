@@ -41,7 +41,7 @@ def vpkl_metrics(scores, spoken, placed, threshold: float) -> dict:
         spoken: (P,) bool, the keyword is spoken in the utterance.
         placed: (P,) bool, the argmax frame falls inside one of the keyword's spans
             (False when it is not spoken).
-        threshold: detection threshold on S.
+        threshold: detection threshold on S: one float, or (P,) one per pair.
     Returns:
         {"pairs", "detection": {precision, recall, f1}, "localisation": {precision, recall, f1, accuracy}}
     """

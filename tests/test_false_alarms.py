@@ -148,3 +148,20 @@ def test_evaluate_false_alarm_flags_refused_in_one_line(args, message, tmp_path)
     r = run_cli("evaluate", "--manifest", os.path.join(EXAMPLES, "examples.jsonl"), "--queries",
                 os.path.join(EXAMPLES, "queries"), *args)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_the_cli_uses_a_bundles_keyword_thresholds(tmp_path):
+    """vpkl detect, stream and evaluate apply keyword_thresholds as the Python API does (they
+    passed the bundle's one threshold instead)."""
+    from vpkl.evaluation.false_alarms import write_thresholds
+    write_thresholds(os.path.join(ASSETS, "digits"), str(tmp_path / "b"), 0.626, {"seven": 0.9}, force=False)
+    q = os.path.join(EXAMPLES, "queries")
+    ex4 = os.path.join(EXAMPLES, "example_4.wav")
+    d = run_cli("detect", "--bundle", str(tmp_path / "b"), "--queries", q, ex4, "--json")
+    res = {r["keyword"]: r for r in json.loads(d.stdout)["results"]}
+    assert res["seven"]["threshold"] == 0.9 and not res["seven"]["detected"] and res["eight"]["detected"]
+    s = run_cli("stream", "--bundle", str(tmp_path / "b"), "--queries", q, "--file", ex4, "--jsonl")
+    assert s.returncode == 0 and "seven" not in s.stdout and "eight" in s.stdout
+    e = run_cli("evaluate", "--bundle", str(tmp_path / "b"), "--manifest", os.path.join(EXAMPLES, "examples.jsonl"),
+                "--queries", q, "--json")
+    assert json.loads(e.stdout)["threshold"]["seven"] == 0.9
