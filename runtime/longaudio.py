@@ -192,7 +192,8 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
     Yields:
         :class:`WindowScores` in order of their end frame; one window [0, N) when the audio holds
         at most W frames. A window of digital silence alone is not scored (a stretch of an idle
-        device in a long recording), unless no other window is.
+        device in a long recording); audio that is digital silence throughout gives one window
+        with S = 0 and aud_att = 0 for every query (nothing was heard, so no keyword was said).
     Raises:
         VpklInputError: unreadable, empty, non-finite or too short audio (named by its path, or
             ``name`` for samples), bad window_s / hop_s.
@@ -236,5 +237,10 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
     _check_length(bundle, n, name)
     new, new_heard = enc.finish()
     frames, heard = np.concatenate([frames[-w:], new]), np.concatenate([heard[-w:], new_heard])
-    if scored == 0 or (last_end < enc.n_frames and not silent(enc.n_frames)):
-        yield window(enc.n_frames)  # the last window, or the only one (all silence: scored all the same)
+    if scored == 0 and silent(enc.n_frames):   # digital silence alone: nothing heard, no keyword said
+        start = max(enc.n_frames - w, 0)
+        q = len(queries)
+        yield WindowScores(start, enc.n_frames, np.zeros(q, np.float32),
+                           np.zeros((q, enc.n_frames - start), np.float32))
+    elif scored == 0 or (last_end < enc.n_frames and not silent(enc.n_frames)):
+        yield window(enc.n_frames)  # the last window, or the only one
