@@ -97,6 +97,30 @@ def _waiting_reader(stream) -> Callable[[int], bytes | None]:
     return read
 
 
+def audio_container(head: bytes) -> str | None:
+    """The kind of audio file whose first 12 bytes are ``head`` (by its magic bytes), or None:
+    "WAV", "FLAC", "Ogg", "AIFF", "CAF" or "MP3".
+
+    WAV (RIFF, RIFX, RF64, WAVE), FLAC (fLaC), Ogg (OggS: Vorbis, Opus, FLAC), AIFF (FORM ...
+    AIFF/AIFC), CAF (caff), MP3 (an ID3 tag, or an MPEG audio frame's 11-bit sync with layer
+    bits set). Raw PCM can begin with these bytes only by coincidence: a 16-bit stream starting
+    0xFFE0 or above, say, which no audio at rest does.
+    """
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
+        return "WAV"
+    if head[:4] == b"fLaC":
+        return "FLAC"
+    if head[:4] == b"OggS":
+        return "Ogg"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "AIFF"
+    if head[:4] == b"caff":
+        return "CAF"
+    if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
+        return "MP3"
+    return None
+
+
 def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chunk_s: float,
                warn: Callable[[str], None], name: str = "stdin") -> Iterator[np.ndarray]:
     """Read raw interleaved PCM (``arecord -t raw``, ``ffmpeg -f s16le``) from a binary stream.
@@ -111,8 +135,8 @@ def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chu
     The channels' mix warns (:class:`~vpkl.runtime.errors.VpklWarning`) when they cancel.
     Raises:
         VpklInputError: an unknown format, a rate outside 1000 .. 768000 Hz, a channel count
-            outside 1 .. 32; a stream that starts with a WAV (RIFF, RIFX, RF64) header, whose
-            bytes would otherwise be taken for samples.
+            outside 1 .. 32; a stream that starts like an audio file (:func:`audio_container`:
+            WAV, FLAC, Ogg, MP3, AIFF, ...), whose bytes would otherwise be taken for samples.
     """
     if fmt not in RAW_FORMATS:
         raise VpklInputError(f"--format: expected one of {', '.join(RAW_FORMATS)}, got {fmt!r}")
@@ -134,9 +158,11 @@ def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chu
         if not got:
             break
         head += got
-    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
-        raise VpklInputError(f"{name}: starts with a WAV header ({head[:4].decode()}), expected raw PCM samples: "
-                             "give the file with --file, or strip the header (ffmpeg -i in.wav -f s16le -)")
+    container = audio_container(head)
+    if container:
+        tag = f" ({head[:4].decode()})" if container == "WAV" else ""  # RIFF, RIFX or RF64
+        raise VpklInputError(f"{name}: starts with a {container} header{tag}, expected raw PCM samples: give the file "
+                             "with --file, or decode it to raw samples (ffmpeg -i IN -f s16le -ac 1 -ar 16000 -)")
     ended = len(head) < 12
     while True:
         data, head = head, b""

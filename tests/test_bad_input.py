@@ -354,3 +354,20 @@ def test_opposite_phase_raw_stream_warns_once(shipped_bundle, example_queries):
     assert [e for e in err if "warning" in e] == [
         "vpkl: warning: stdin: its 2 channels cancel when averaged to mono (the mix keeps 0.0% of their energy: "
         "channels in opposite phase?); the words may be lost: give one channel (e.g. sox in.wav out.wav remix 1)"]
+
+
+@pytest.mark.parametrize("fmt", ["FLAC", "OGG", "MP3"])
+def test_compressed_audio_piped_to_stream_raw_input_is_refused(fmt, shipped_bundle, example_queries, example_wavs,
+                                                               tmp_path):
+    """An MP3 was read as 0.35 s of raw samples, an Ogg gave a false "six": they are named and refused."""
+    import subprocess
+    import sys
+    import soundfile as sf
+    x, sr = sf.read(example_wavs[0])
+    path = tmp_path / f"a.{fmt.lower()}"
+    sf.write(str(path), x, sr, format=fmt)
+    r = subprocess.run([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--query",
+                        example_queries[0], "-"], input=path.read_bytes(), capture_output=True, timeout=120)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "expected raw PCM samples" in err and "--file" in err, err
+    assert f"starts with a {dict(FLAC='FLAC', OGG='Ogg', MP3='MP3')[fmt]} header" in err
