@@ -156,4 +156,5 @@ def skipped(command: str, a, groups: dict) -> str | None:
     used = {os.path.basename(p) for v in groups.values() for p in v}
     names = [f + "/" * os.path.isdir(os.path.join(a.queries, f)) for f in sorted(os.listdir(a.queries))
              if f not in used]
-    return f"vpkl {command}: skipped in {a.queries} (not .png/.jpg/.jpeg images): {', '.join(names)}" if names else None
+    return (f"vpkl {command}: skipped in {a.queries} (not {{keyword}}_{{anything}}.png/.jpg/.jpeg images): "
+            f"{', '.join(names)}") if names else None

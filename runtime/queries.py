@@ -118,17 +118,20 @@ def group_by_keyword(paths: list[str], strict: bool = True) -> dict:
 
 
 def folder_images(folder: str) -> dict:
-    """A query folder -> {keyword: [paths]}.
+    """A query folder -> {keyword: [paths]} of its ``{keyword}_{anything}.png|jpg|jpeg`` images.
 
+    Other files, images named otherwise among them, are left out (``vpkl detect`` and ``stream``
+    name them on stderr): a folder often holds a README or a stray photo.
     Raises:
-        VpklInputError: not a folder, no images in it, or a badly named image.
+        VpklInputError: not a folder, or no image named so in it.
     """
     if not os.path.exists(folder):
         raise VpklInputError(f"{folder}: no such query folder")
     if not os.path.isdir(folder):
         raise VpklInputError(f"{folder}: is a file, expected a folder of {{keyword}}_{{anything}}.png|jpg images")
     files = sorted(f for f in os.listdir(folder) if not f.startswith("."))
-    imgs = [os.path.join(folder, f) for f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES]
+    imgs = [os.path.join(folder, f) for f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
+             and _KEYWORD.match(os.path.splitext(f)[0])]
     if not imgs:
         raise VpklInputError(f"{folder}: no query images (expected {{keyword}}_{{anything}}.png or .jpg)")
     return group_by_keyword(imgs, strict=True)

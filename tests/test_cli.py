@@ -54,9 +54,11 @@ def test_detect_queries_folder_names_what_it_skipped(capsys, tmp_path, example_w
         shutil.copy(p, tmp_path)
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "old").mkdir()
+    shutil.copy(FIVE_ONE[0], tmp_path / "two.png")              # an image named otherwise is skipped too
     rc, folder, err = cli(capsys, "detect", "--queries", tmp_path, example_wavs[0], "--json")
     assert rc == 0, err
-    assert err == f"vpkl detect: skipped in {tmp_path} (not .png/.jpg/.jpeg images): notes.txt, old/\n"
+    assert err == (f"vpkl detect: skipped in {tmp_path} (not {{keyword}}_{{anything}}.png/.jpg/.jpeg images): "
+                   "notes.txt, old/, two.png\n")
     rc, files, _ = cli(capsys, "detect", *sum([["--query", p] for p in FIVE_ONE], []), example_wavs[0], "--json")
     assert json.loads(folder) == json.loads(files)
     rc, _, err = cli(capsys, "detect", "--queries", tmp_path, "--query", FIVE_ONE[0], example_wavs[0])
