@@ -65,7 +65,8 @@ def flatten_alpha(img: Image.Image, background: float, drawing: bool = False) ->
     Pillow's own conversion drops the alpha channel, so whatever colour lies under the
     transparent areas (often white) would be read as the drawing's background. For a drawing
     (``drawing``) the ground is chosen against the ink instead: black under light ink, white
-    under dark ink (the mean grey of the opaque pixels tells which), so strokes drawn on a
+    under dark ink (the brightest tenth of the opaque pixels tells which: light ink reaches
+    white, dark ink does not, however many grey edge pixels either has), so strokes drawn on a
     transparent sheet stay visible whatever their colour.
     """
     if img.mode not in ALPHA_MODES and "transparency" not in img.info:
@@ -75,7 +76,7 @@ def flatten_alpha(img: Image.Image, background: float, drawing: bool = False) ->
         a = np.asarray(rgba, np.float64)
         opaque = a[..., 3] > 127
         grey = a[..., :3].mean(axis=-1)
-        background = 0.0 if not opaque.any() or grey[opaque].mean() >= 127.5 else 1.0
+        background = 0.0 if not opaque.any() or np.percentile(grey[opaque], 90) >= 127.5 else 1.0
     v = int(round(255 * background))
     return Image.alpha_composite(Image.new("RGBA", rgba.size, (v, v, v, 255)), rgba).convert("RGB")
 
