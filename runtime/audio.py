@@ -65,7 +65,8 @@ def to_mono(x: np.ndarray, name: str = "audio") -> np.ndarray:
     if x.ndim == 1:
         return x
     if x.ndim == 2:
-        return x.mean(axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinity pass through to be named
+            return x.mean(axis=1)
     raise VpklInputError(f"{name}: expected (samples,) or (samples, channels), got shape {x.shape}")
 
 
@@ -110,13 +111,15 @@ class StreamMix:
         self._n, self._mix, self._ch, self._channels, self._done = 0, 0.0, 0.0, 1, False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """(n, channels) float32 -> (n,) float32."""
-        y = x.mean(axis=1)
+        """(n, channels) float32 -> (n,) float32 (NaN and infinity pass through, for the chunk check to name)."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            y = x.mean(axis=1)
         if not self._done and x.shape[1] > 1:
             self._channels = x.shape[1]
             self._n += len(x)
-            self._mix += float(np.sum(y.astype(np.float64) ** 2))
-            self._ch += float(np.mean(np.sum(x.astype(np.float64) ** 2, axis=0)))
+            with np.errstate(invalid="ignore", over="ignore"):
+                self._mix += float(np.sum(y.astype(np.float64) ** 2))
+                self._ch += float(np.mean(np.sum(x.astype(np.float64) ** 2, axis=0)))
             if self._n >= self.after:
                 self.finish()
         return y

@@ -371,3 +371,14 @@ def test_compressed_audio_piped_to_stream_raw_input_is_refused(fmt, shipped_bund
     err = r.stderr.decode()
     assert r.returncode == 2 and "expected raw PCM samples" in err and "--file" in err, err
     assert f"starts with a {dict(FLAC='FLAC', OGG='Ogg', MP3='MP3')[fmt]} header" in err
+
+
+def test_garbage_float_stream_is_one_line(shipped_bundle, example_queries, example_wavs):
+    """16-bit samples read as f32le hold NaN and infinity: one line naming the chunk, no numpy warning."""
+    import subprocess
+    import sys
+    data = open(example_wavs[0], "rb").read()[44:]
+    r = subprocess.run([sys.executable, "-m", "vpkl.cli", "stream", "--bundle", shipped_bundle, "--query",
+                        example_queries[0], "--format", "f32le", "-"], input=data, capture_output=True, timeout=120)
+    err = [l for l in r.stderr.decode().splitlines() if not l.startswith("vpkl stream: ")]
+    assert r.returncode == 2 and len(err) == 1 and "NaN or infinite" in err[0], r.stderr.decode()
