@@ -17,6 +17,7 @@ from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from .errors import VpklInputError
 
+MAX_SIDE = 1024  # px: a larger image is box-reduced to this first, so preprocessing never holds a huge one
 MIN_SIDE = 5  # px: the smallest side that can carry a drawing (a 5 x 7 dot-matrix digit); 1 x 1 is refused
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # "I": 32-bit ints, read as 16-bit (PNG, TIFF)
@@ -176,11 +177,29 @@ def check_size(img: Image.Image, path: str) -> None:
                              f"(expected at least {MIN_SIDE} x {MIN_SIDE})")
 
 
+def shrink(img: Image.Image) -> Image.Image:
+    """An image with a side over MAX_SIDE px -> box-reduced by a whole factor to fit; others unchanged.
+
+    Done before any other step: a 13000 x 13000 drawing took 4.8 GB through the float steps.
+    A query is seen at 224 px at most, so nothing the model uses is lost.
+    """
+    if max(img.size) <= MAX_SIDE:
+        return img
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode in SIXTEEN_BIT_MODES:
+        img = to_8bit(img)
+    return img.reduce(-(-max(img.size) // MAX_SIDE))
+
+
 def read_image(path, cfg: ImageConfig) -> np.ndarray:
     """Read an image file and preprocess it.
 
-    Images up to twice pillow's ``Image.MAX_IMAGE_PIXELS`` (about 179 M pixels, e.g. 10000 x
-    10000) are read without pillow's decompression-bomb warning; larger ones are refused.
+    Images up to twice pillow's ``Image.MAX_IMAGE_PIXELS`` (its decompression-bomb limit: about
+    179 M pixels, e.g. 13000 x 13000) are read, JPEGs decoded at a reduced scale and others reduced at once
+    (:func:`shrink`); larger ones are refused before they are decoded.
 
     Returns:
         (C, size, size) float32.
@@ -196,14 +215,22 @@ def read_image(path, cfg: ImageConfig) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None   # vpkl's own limit, just below
+            try:
+                img = Image.open(path)   # reads the header only
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+            with img:
+                w, h = img.size
+                if limit is not None and w * h > 2 * limit:
+                    raise VpklInputError(f"{path}: {w} x {h} pixels is too large for a query image (at most "
+                                         f"{2 * limit / 1e6:.0f} M pixels); scale it down")
                 check_size(img, path)
+                img.draft(img.mode, (MAX_SIDE, MAX_SIDE))   # JPEG: decode at a reduced scale
                 img.load()
-                return preprocess(img, cfg)
+                return preprocess(shrink(img), cfg)
     except VpklInputError:
         raise
-    except Image.DecompressionBombError as e:
-        raise VpklInputError(f"{path}: too large for a query image ({e}); scale it down") from None
     except PermissionError:
         raise VpklInputError(f"{path}: permission denied: the image cannot be read") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:

@@ -130,8 +130,9 @@ def folder_images(folder: str) -> dict:
     if not os.path.isdir(folder):
         raise VpklInputError(f"{folder}: is a file, expected a folder of {{keyword}}_{{anything}}.png|jpg images")
     files = sorted(f for f in os.listdir(folder) if not f.startswith("."))
-    imgs = [os.path.join(folder, f) for f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
-             and _KEYWORD.match(os.path.splitext(f)[0])]
+    images = [f for f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES]
+    imgs = [os.path.join(folder, f) for f in images if _KEYWORD.match(os.path.splitext(f)[0])]
     if not imgs:
-        raise VpklInputError(f"{folder}: no query images (expected {{keyword}}_{{anything}}.png or .jpg)")
+        misnamed = f" (not named so: {', '.join(images[:5])})" if images else ""
+        raise VpklInputError(f"{folder}: no query images (expected {{keyword}}_{{anything}}.png or .jpg){misnamed}")
     return group_by_keyword(imgs, strict=True)

@@ -104,3 +104,11 @@ def test_palette_png_with_a_transparent_ground(bundle, tmp_path):
     assert Image.open(tmp_path / "seven_p.png").info.get("transparency") == 0
     got = read_image(tmp_path / "seven_p.png", bundle.image)
     assert np.corrcoef(got.ravel(), read_image(SEVEN, bundle.image).ravel())[0, 1] > 0.95
+
+
+def test_huge_drawing_is_reduced_first(bundle, tmp_path):
+    """A 6000 x 6000 drawing is box-reduced before the float steps (13000 x 13000 took 4.8 GB) and
+    reads as the same drawing as its small original."""
+    Image.open(SEVEN).resize((6000, 6000), Image.BILINEAR).save(tmp_path / "seven_huge.png")
+    s = [detect(bundle, EX4, enrol(bundle, {"seven": [p]}))[0] for p in (SEVEN, tmp_path / "seven_huge.png")]
+    assert s[1].detected and abs(s[1].score - s[0].score) < 0.08 and abs(s[1].frame - s[0].frame) <= 2
