@@ -7,14 +7,15 @@ word is spoken (a detection score S against a threshold) and where (the frame, 5
     import vpkl
 
     model = vpkl.Model()                                 # the shipped digits bundle; Model("path/to/bundle")
-    model.enrol("assets/examples/queries")               # a folder, image files, or {keyword: [images]}
-    for r in model.detect("utterance.wav"):              # any soundfile format, rate, channels
+    model.enrol(vpkl.EXAMPLES + "/queries")              # a folder, image files, or {keyword: [images]}
+    for r in model.detect(vpkl.EXAMPLES + "/example_4.wav"):  # a path (any format, rate, channels) or samples
         print(r.keyword, r.score, r.detected, r.frame, r.time_s)
     stream = model.stream()                              # a Spotter: one per stream, many at once
-    for d in stream.run("long.wav"):                     # a path, an array, or an iterable of chunks
+    for d in stream.run(vpkl.EXAMPLES + "/example_2.wav"):  # a path, an array, or an iterable of chunks
         print(d.keyword, d.score, d.time_s, d.delay_s)
 
 Bad input raises :class:`VpklInputError` (a ValueError) whose message names the input.
+``vpkl.EXAMPLES`` is the folder of the shipped examples (utterances, query images).
 
 Subpackages (one concern each, data flowing audio -> features -> embeddings -> scores ->
 detections):
@@ -36,8 +37,9 @@ __version__ = "0.1.0"
 _EXPORTS = {"Model": "vpkl.runtime.api", "Bundle": "vpkl.runtime.bundle", "QuerySet": "vpkl.runtime.queries",
             "KeywordResult": "vpkl.runtime.detect", "Spotter": "vpkl.runtime.stream",
             "StreamConfig": "vpkl.runtime.stream", "Detection": "vpkl.runtime.stream",
-            "VpklInputError": "vpkl.runtime.errors"}
+            "VpklInputError": "vpkl.runtime.errors", "EXAMPLES": "vpkl.runtime.demo"}
 __all__ = [*_EXPORTS, "__version__"]
+_SUBPACKAGES = ("runtime", "model", "training", "evaluation", "export", "calibration", "benchmarks", "cli")
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
@@ -50,9 +52,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
 
 
 def __getattr__(name: str):
+    import importlib
+    if name in _SUBPACKAGES:   # vpkl.runtime without importing it first
+        return importlib.import_module(f"vpkl.{name}")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'vpkl' has no attribute {name!r}")
-    import importlib
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value  # later lookups do not come here
     return value

@@ -28,6 +28,7 @@ from dataclasses import fields
 import numpy as np
 from PIL import Image
 
+from .audio import as_samples, check_rate, resample
 from .bundle import Bundle
 from .demo import SHIPPED_BUNDLE
 from .detect import KeywordResult, detect
@@ -157,13 +158,16 @@ class Model:
                                  "first")
         return self.queries
 
-    def detect(self, audio, threshold=None) -> list[KeywordResult]:
+    def detect(self, audio, threshold=None, sample_rate: int | None = None) -> list[KeywordResult]:
         """Is each enrolled keyword spoken in ``audio``, and where? (:func:`vpkl.runtime.detect.detect`)
 
         Args:
-            audio: a file path (any format, rate and channels soundfile reads), or (n,) samples
-                at the bundle's rate (``model.bundle.front_end.sample_rate``, 16 kHz here).
+            audio: a file path or an open binary file (any format, rate and channels soundfile
+                reads), or (n,) / (n, channels) samples at ``sample_rate``.
             threshold: one float, a {keyword: float} dict, or None (the bundle's).
+            sample_rate: the rate of an array, in Hz (resampled with soxr); None: the bundle's
+                (``model.bundle.front_end.sample_rate``, 16 kHz here). Ignored for files, which
+                carry their own.
         Returns:
             One :class:`KeywordResult` per enrolled keyword, in enrolment order: S, detected,
             the localised frame (50 per second) and its time in seconds, aud_att over the frames
@@ -172,6 +176,12 @@ class Model:
             VpklInputError: nothing enrolled, unreadable or too short audio.
         """
         name = os.fspath(audio) if isinstance(audio, (str, os.PathLike)) else "audio"
+        sr = self.bundle.front_end.sample_rate
+        if sample_rate is not None and not isinstance(audio, (str, os.PathLike)) and not hasattr(audio, "read"):
+            x = as_samples(audio, check_rate(sample_rate, "sample_rate"), name)
+            audio = resample(x, sample_rate, sr) if sample_rate != sr else x
+        elif hasattr(audio, "read"):
+            audio = as_samples(audio, sr, name)
         return detect(self.bundle, audio, self._enrolled(), threshold, name=name)
 
     def stream(self, threshold=None, **stream_options) -> Spotter:

@@ -223,31 +223,66 @@ def read_audio(path: str, sample_rate: int) -> np.ndarray:
     return resample(x, sr, sample_rate).astype(np.float32)
 
 
-def as_samples(audio, sample_rate: int, name: str = "audio") -> np.ndarray:
-    """Accept a path or an in-memory array; return mono float32 samples at ``sample_rate``.
+MAX_CHANNELS = 32
 
-    An array is taken to be at ``sample_rate`` already. Integer arrays are scaled by their
-    full scale: signed ones by 2^(bits-1) (int16 / 32768, ...); unsigned ones are offset
-    binary, as in 8-bit WAV, so (x - 2^(bits-1)) / 2^(bits-1) (uint8 128 is silence).
-    (n, channels) arrays are averaged to mono (:func:`mix_to_mono`, which warns when they cancel).
+
+def to_float(x: np.ndarray, name: str) -> np.ndarray:
+    """Samples of any int, uint or float dtype -> float at full scale +-1 (floats unchanged).
+
+    Signed integers are scaled by 2^(bits-1) (int16 / 32768, ...); unsigned ones are offset
+    binary, as in 8-bit WAV: (x - 2^(bits-1)) / 2^(bits-1) (uint8 128 is silence).
+    Raises:
+        VpklInputError: another dtype (naming ``name``).
+    """
+    if np.issubdtype(x.dtype, np.unsignedinteger):
+        half = float(2 ** (8 * x.dtype.itemsize - 1))
+        return ((x.astype(np.float64) - half) / half).astype(np.float32)
+    if np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise VpklInputError(f"{name}: expected int or float samples, got dtype {x.dtype}")
+    return x
+
+
+def check_layout(x: np.ndarray, name: str) -> None:
+    """Refuse anything but (samples,) or (samples, channels) with 1 to MAX_CHANNELS channels.
+
+    A (channels, samples) array (more than MAX_CHANNELS "channels") is named as such; a smaller
+    one cannot be told apart and is read as (samples, channels).
+    """
+    if x.ndim == 2 and x.shape[1] > MAX_CHANNELS:
+        raise VpklInputError(f"{name}: shape {x.shape} read as (samples, channels) gives {x.shape[1]} channels "
+                             f"(at most {MAX_CHANNELS}); pass (samples, channels), e.g. x.T for channels first")
+    if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[1] == 0):
+        raise VpklInputError(f"{name}: expected (samples,) or (samples, channels), got shape {x.shape}")
+
+
+def as_samples(audio, sample_rate: int, name: str = "audio") -> np.ndarray:
+    """Accept a path, an open binary file (``io.BytesIO``, say) or an in-memory array; return
+    mono float32 samples at ``sample_rate``.
+
+    A file (path or object) is read with soundfile and resampled; an array is taken to be at
+    ``sample_rate`` already, its samples scaled by :func:`to_float`. (n, channels) arrays are
+    averaged to mono (:func:`mix_to_mono`, which warns when they cancel).
 
     Returns:
         (n,) float32.
     Raises:
-        VpklInputError: another dtype, another shape, empty, NaN or infinite samples.
+        VpklInputError: an unreadable file, another dtype, another shape (a (channels, samples)
+            array named as such), empty, NaN or infinite samples.
     """
     if isinstance(audio, (str, os.PathLike)):
         return read_audio(audio, sample_rate)
-    x = np.asarray(audio)
-    if np.issubdtype(x.dtype, np.unsignedinteger):
-        half = float(2 ** (8 * x.dtype.itemsize - 1))
-        x = ((x.astype(np.float64) - half) / half).astype(np.float32)
-    elif np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
-    elif not np.issubdtype(x.dtype, np.floating):
-        raise VpklInputError(f"{name}: expected int or float samples, got dtype {x.dtype}")
-    if x.ndim not in (1, 2):
-        raise VpklInputError(f"{name}: expected (samples,) or (samples, channels), got shape {x.shape}")
+    if hasattr(audio, "read"):
+        try:
+            x, sr = sf.read(audio, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            raise VpklInputError(f"{name}: not a readable audio file ({str(e).splitlines()[0][:200]})") from None
+        check_samples(x, name)
+        x = mix_to_mono(x, name)
+        return resample(x, check_rate(sr, name), sample_rate) if sr != sample_rate else x
+    x = to_float(np.asarray(audio), name)
+    check_layout(x, name)
     check_samples(x, name)
     x = mix_to_mono(x, name).astype(np.float32)
     check_samples(x, name)  # float64 beyond the float32 range

@@ -59,7 +59,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .audio import to_mono
+from .audio import check_layout, to_float, to_mono
 from .bundle import Bundle
 from .checks import resolve_thresholds
 from .errors import VpklInputError
@@ -67,8 +67,7 @@ from .longaudio import CausalEncoder, WindowScores  # noqa: F401 (WindowScores: 
 from .queries import QuerySet
 from .sources import file_chunks
 
-MAX_CHANNELS = 32
-_DTYPES = (np.int16, np.int32, np.float32, np.float64)
+_DTYPES = (np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32, np.float32, np.float64)
 
 
 @dataclass(frozen=True)
@@ -166,10 +165,10 @@ class Detection:
 def check_chunk(chunk, index: int) -> np.ndarray:
     """A chunk as (n,) float32 at full scale +-1 (n may be 0).
 
-    Accepts int16/int32 (scaled by their full scale) or float32/float64 samples, 1-D or
-    (samples, channels) with 1 to 32 channels (averaged to mono: a documented repair). A
-    (channels, samples) array with more than 32 samples is refused; a smaller one cannot be
-    told apart and is read as (samples, channels).
+    Accepts integer samples (scaled as :func:`~vpkl.runtime.audio.to_float` does, as ``detect``
+    takes them: signed by their full scale, unsigned as offset binary) or float32/float64 ones,
+    1-D or (samples, channels) with 1 to 32 channels (averaged to mono: a documented repair;
+    :func:`~vpkl.runtime.audio.check_layout`).
     Raises:
         VpklInputError naming the chunk: another dtype, another shape, NaN or inf samples, or
             float64 samples beyond the float32 range.
@@ -177,14 +176,11 @@ def check_chunk(chunk, index: int) -> np.ndarray:
     x = np.asarray(chunk)
     where = f"chunk {index}"
     if x.dtype not in _DTYPES:
-        raise VpklInputError(f"{where}: samples of dtype {x.dtype}, expected int16, int32, float32 or float64")
-    if x.ndim == 2 and x.shape[1] > MAX_CHANNELS:
-        raise VpklInputError(f"{where}: shape {x.shape} read as (samples, channels) gives {x.shape[1]} channels "
-                             f"(at most {MAX_CHANNELS}); pass (samples, channels), e.g. x.T for channels first")
-    if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[1] == 0):
-        raise VpklInputError(f"{where}: expected (samples,) or (samples, channels), got shape {x.shape}")
+        raise VpklInputError(f"{where}: samples of dtype {x.dtype}, expected int8/16/32, uint8/16/32, float32 "
+                             "or float64")
+    check_layout(x, where)
     if np.issubdtype(x.dtype, np.integer):
-        return to_mono(x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1), where).astype(np.float32)
+        return to_mono(to_float(x, where), where).astype(np.float32)
     if not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise VpklInputError(f"{where}: holds {bad} NaN or infinite sample(s); the chunk was not used")

@@ -52,7 +52,7 @@ def by_hand(b, qs, x, chunk=1600, threshold=None, **cfg):
 
 def test_all_names_and_the_docstring_example():
     assert set(vpkl.__all__) == {"Model", "Bundle", "QuerySet", "KeywordResult", "Spotter", "StreamConfig",
-                                 "Detection", "VpklInputError", "__version__"}
+                                 "Detection", "VpklInputError", "EXAMPLES", "__version__"}
     for name in vpkl.__all__:
         assert getattr(vpkl, name) is not None, name
     assert "vpkl.Model()" in vpkl.__doc__ and "model.stream()" in vpkl.__doc__
@@ -225,3 +225,33 @@ def test_every_package_folder_is_in_the_wheel(tmp_path):
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         mapping = tomllib.load(f)["tool"]["scikit-build"]["wheel"]["packages"]
     assert sorted(mapping.values()) == packages and all(k == f"vpkl/{v}" for k, v in mapping.items())
+
+
+def test_arrays_at_other_rates_files_objects_and_the_examples_folder():
+    """Model.detect(samples, sample_rate=8000) resamples (an 8 kHz array was taken for 16 kHz), an
+    open binary file reads as its path does, a (channels, samples) array is named as such, and
+    vpkl.EXAMPLES and vpkl.runtime need no import of their own."""
+    import io
+    import soundfile as sf
+    import soxr
+    import vpkl
+    m = vpkl.Model()
+    m.enrol(os.path.join(vpkl.EXAMPLES, "queries"))
+    wav = os.path.join(vpkl.EXAMPLES, "example_4.wav")
+    by_path = m.detect(wav)
+    x, sr = sf.read(wav, dtype="float32")
+    assert sr == 16000
+    # reference: soxr resampling it to 8 kHz and back by hand, then detect at the bundle's rate
+    y = soxr.resample(x, 16000, 8000)
+    by_hand = m.detect(soxr.resample(y, 8000, 16000).astype(np.float32))
+    at_8k = m.detect(y, sample_rate=8000)
+    assert [(r.keyword, r.detected, r.frame) for r in at_8k] == [(r.keyword, r.detected, r.frame) for r in by_hand]
+    assert max(abs(a.score - b.score) for a, b in zip(at_8k, by_hand)) < 1e-4
+    with open(wav, "rb") as f:
+        by_file = m.detect(io.BytesIO(f.read()))
+    assert [r.score for r in by_file] == pytest.approx([r.score for r in by_path], abs=1e-6)
+    with pytest.raises(VpklInputError, match=r"x\.T for channels first"):
+        m.detect(np.stack([x, x]))
+    with pytest.raises(VpklInputError, match="sample_rate"):
+        m.detect(y, sample_rate=1)
+    assert vpkl.runtime.__name__ == "vpkl.runtime"

@@ -266,3 +266,12 @@ def test_two_threads_feeding_one_spotter_never_corrupt_it(shipped, example_wavs)
     assert sp.chunks == n_chunks - sum(refused) and round(sp.audio_s * 16000) == sum(taken)
     assert sp.n_frames == len(embed_audio(b, np.zeros(sum(taken), np.float32)))
     assert all(0 <= d.frame < sp.n_frames for d in dets)
+
+
+def test_unsigned_chunks_are_offset_binary_as_detect_takes_them():
+    """uint8 chunks were refused by feed though detect took them: both read uint8 128 as silence,
+    (x - 128) / 128 by hand."""
+    from vpkl.runtime.stream import check_chunk
+    x = np.array([0, 64, 128, 192, 255], np.uint8)
+    assert np.allclose(check_chunk(x, 0), (x.astype(np.float64) - 128) / 128)
+    assert np.allclose(check_chunk(np.array([[0, 65535]], np.uint16), 0), [((0 - 32768) + (65535 - 32768)) / 65536])
