@@ -565,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out-bundle", metavar="DIR", help="with --target-fa-per-hour: write a copy of --bundle with the "
                                                        "chosen threshold(s) in its config.json")
     e.add_argument("--force", action="store_true", help="replace an existing --det image or --out-bundle bundle")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="the metrics (and false alarms) as one JSON object")
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("calibrate", help="quantise an fp32 bundle to int8, calibrated on real utterances and images "
@@ -606,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_make_dataset)
 
     g = sub.add_parser("demo", help="run the shipped digits model on the shipped examples")
-    g.add_argument("--json", action="store_true")
+    g.add_argument("--json", action="store_true", help="the demo's detections as JSON")
     g.set_defaults(func=cmd_demo)
 
     i = sub.add_parser("info", help="what this vpkl can run here: the scoring head (native or ONNX), its kernels, "

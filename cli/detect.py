@@ -23,7 +23,9 @@ The table, one per audio file, a row per keyword:
   frame     n, that frame's index
 For a keyword that was not detected, at and frame are in parentheses: where its query matches best,
 not a detection. --json gives the same fields (keyword, score, detected, threshold, frame, time_s;
-aud_att, one value in [0, 1] per frame, with --attention) in {{"audio", "results"}} per file; a file
+window, the frames [start, end) the answer came from: all of them up to 10 s of audio, the best
+10 s window of longer audio; aud_att, one value in [0, 1] per frame of that window, with
+--attention) in {{"audio", "results"}} per file; a file
 that cannot be used gives {{"audio", "error"}} in its place, the others still get their results, and
 the exit code is 2.
 

@@ -245,7 +245,7 @@ class Bundle:
             raise VpklInputError(f"{path}: incomplete bundle, missing {', '.join(missing)}")
         absent = [k for k in _CONFIG_KEYS if k not in config]
         if absent:
-            raise VpklInputError(f"{cfg_path}: missing keys {', '.join(absent)}")
+            raise VpklInputError(f"{cfg_path}: missing key{'s' * (len(absent) > 1)}: {', '.join(absent)}")
         check_config(config, cfg_path)
         try:
             bundle = cls(path, config, threads, scorer, head_precision, providers)

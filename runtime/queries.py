@@ -84,6 +84,8 @@ def enrol(bundle: Bundle, images: dict) -> QuerySet:
     c, s = bundle.image.channels, bundle.image.size
     keywords, embs, sources = [], [], {}
     for kw, items in images.items():
+        if not isinstance(kw, str) or not kw.strip():
+            raise VpklInputError(f"query keyword {kw!r}: expected a non-empty name")
         if not items:
             raise VpklInputError(f"query {kw!r}: no images")
         arrays = []

@@ -107,8 +107,8 @@ class StreamConfig:
         out = {k[:-2]: int(round(float(v) * frame_rate)) for k, v in f.items() if k.endswith("_s")}
         out["min_window"] = min(out["min_window"], out["window"])
         if out["window"] < 1 or out["hop"] < 1:
-            raise VpklInputError(f"window_s and hop_s: expected at least one frame ({1 / frame_rate:.3f} s), "
-                                 f"got {self.window_s} and {self.hop_s}")
+            raise VpklInputError(f"window_s and hop_s: expected at least one frame ({1 / frame_rate:.3f} s) each, "
+                                 f"got {self.window_s} s and {self.hop_s} s")
         if out["hop"] > out["window"]:
             raise VpklInputError(f"hop_s: {self.hop_s} s is longer than window_s ({self.window_s} s): "
                                  "audio between windows would never be scored")

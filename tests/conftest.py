@@ -57,3 +57,10 @@ def fsdd_file():
     if not os.path.isdir(FSDD):
         pytest.skip(f"FSDD not found at {FSDD} (set VPKL_DATA)")
     return os.path.join(FSDD, "7_jackson_3.wav")
+
+
+def pytest_report_header(config):
+    """Say where the data tests look, and that they skip without it (a fresh clone elsewhere)."""
+    if os.path.isdir(FSDD):
+        return f"vpkl data: {DATA}"
+    return f"vpkl data: NOT FOUND at {DATA}: the tests that need it skip; set VPKL_DATA to its folder"
