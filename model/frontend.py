@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vpkl.runtime.features import FrontEndConfig, mel_filterbank, silence_power
+from vpkl.runtime.features import FrontEndConfig, mel_filterbank, silence_bands, silence_power
 
 
 class FrontEnd(torch.nn.Module):
@@ -34,7 +34,7 @@ class FrontEnd(torch.nn.Module):
         if warp is not None:
             power = warp_frequency(power, warp.float())
         mel = power @ self.fbank.float()
-        silent = mel.double().sum(dim=2) < silence_power(c, self.fbank.numpy())
+        silent = mel[..., silence_bands(c)].double().sum(dim=2) < silence_power(c, self.fbank.numpy())
         return torch.log(mel + c.log_floor), silent
 
     def normalise(self, x: torch.Tensor, silent: torch.Tensor | None = None) -> torch.Tensor:

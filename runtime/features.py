@@ -13,9 +13,11 @@ utterance and so rules out streaming), vpkl normalises causally:
 A gain g on the waveform adds 2 ln g to every log-mel value and so cancels in
 ``x_t - m_t``: the features do not depend on the absolute level (up to the log floor).
 
-Silent frames. A frame whose mel power is below that of white noise at ``silence_db`` (dB
-relative to unit-variance white noise, i.e. full scale) is *silent*: digital zeros, a padded
-file, a microphone that is idle or still warming up. A silent frame leaves the statistics
+Silent frames. A frame whose mel power above ``silence_fmin`` (190 Hz) is below that of white
+noise at ``silence_db`` (dB relative to unit-variance white noise, i.e. full scale) is
+*silent*: digital zeros, a padded file, a microphone that is idle or still warming up, or
+outputs a constant offset instead of zeros (below 190 Hz lie that offset's leakage through
+the window and pure mains hum, which carry no word). A silent frame leaves the statistics
 untouched (no update of m, v or the warm-up count t) and is given the constant feature
 ``silence_feature`` in every bin: a quiet pause, ``-silence_feature`` standard deviations
 below the running mean. Without this, the log floor of exact zeros (ln 1e-12) dragged the
@@ -71,6 +73,7 @@ class FrontEndConfig:
     var_floor: float = 1.0
     silence_db: float = -110.0
     silence_feature: float = -3.0
+    silence_fmin: float = 190.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,14 +130,26 @@ def hann_window(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
+def silence_bands(cfg: FrontEndConfig) -> slice:
+    """The mel bands that tell silence from sound: those starting at ``cfg.silence_fmin`` Hz or above.
+
+    Below it lie a constant offset (what many idle devices output instead of zeros) and its
+    leakage through the window, and pure mains hum: none of them carries a word.
+    """
+    edges = mel_to_hz(np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2))
+    return slice(int(np.searchsorted(edges[:-2], cfg.silence_fmin)), cfg.n_mels)
+
+
 def silence_power(cfg: FrontEndConfig, fbank: np.ndarray | None = None) -> float:
-    """Summed mel power below which a frame is silent: that of white noise at ``cfg.silence_db``.
+    """Mel power, summed over :func:`silence_bands`, below which a frame is silent: that of white
+    noise at ``cfg.silence_db``.
 
     White noise of variance s^2 gives an expected power of s^2 sum(w^2) in every bin of the
     Hann-windowed rfft, so mel band j gets s^2 sum(w^2) sum_f fbank[f, j].
     """
     fbank = mel_filterbank(cfg) if fbank is None else fbank
-    return float(10.0 ** (cfg.silence_db / 10.0) * np.sum(hann_window(cfg.win_length) ** 2) * fbank.sum())
+    return float(10.0 ** (cfg.silence_db / 10.0) * np.sum(hann_window(cfg.win_length) ** 2)
+                 * fbank[:, silence_bands(cfg)].sum())
 
 
 def mel_power(frames: np.ndarray, cfg: FrontEndConfig, fbank: np.ndarray | None = None) -> np.ndarray:
@@ -225,6 +240,7 @@ class StreamingFrontEnd:
         self.cfg = cfg
         self.fbank = mel_filterbank(cfg)
         self.silence = silence_power(cfg, self.fbank)
+        self.silence_bands = silence_bands(cfg)
         self.normaliser = CausalNormaliser(cfg)
         self.reset()
 
@@ -253,7 +269,8 @@ class StreamingFrontEnd:
             return np.zeros((0, c.n_mels), np.float32)
         idx = np.arange(c.win_length)[None, :] + c.hop_length * np.arange(t)[:, None]
         power = mel_power(buf[idx], c, self.fbank)
-        out = self.normaliser(np.log(power + c.log_floor), power.sum(axis=1) < self.silence).astype(np.float32)
+        silent = power[:, self.silence_bands].sum(axis=1) < self.silence
+        out = self.normaliser(np.log(power + c.log_floor), silent).astype(np.float32)
         self._pending = buf[t * c.hop_length:].copy()
         self.n_frames += t
         return out

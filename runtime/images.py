@@ -66,9 +66,8 @@ def flatten_alpha(img: Image.Image, background: float, drawing: bool = False) ->
     Pillow's own conversion drops the alpha channel, so whatever colour lies under the
     transparent areas (often white) would be read as the drawing's background. For a drawing
     (``drawing``) the ground is chosen against the ink instead: black under light ink, white
-    under dark ink (the brightest tenth of the opaque pixels tells which: light ink reaches
-    white, dark ink does not, however many grey edge pixels either has), so strokes drawn on a
-    transparent sheet stay visible whatever their colour.
+    under dark ink (:func:`_ground_against_ink`), so strokes drawn on a transparent sheet stay
+    visible whatever their colour.
     """
     if img.mode not in ALPHA_MODES and "transparency" not in img.info:
         return img
@@ -77,9 +76,31 @@ def flatten_alpha(img: Image.Image, background: float, drawing: bool = False) ->
         a = np.asarray(rgba, np.float64)
         opaque = a[..., 3] > 127
         grey = a[..., :3].mean(axis=-1)
-        background = 0.0 if not opaque.any() or np.percentile(grey[opaque], 90) >= 127.5 else 1.0
+        background = _ground_against_ink(grey, opaque)
     v = int(round(255 * background))
     return Image.alpha_composite(Image.new("RGBA", rgba.size, (v, v, v, 255)), rgba).convert("RGB")
+
+
+def _ground_against_ink(grey: np.ndarray, opaque: np.ndarray) -> float:
+    """The grey (0 or 1) to lay under the transparent areas of a drawing.
+
+    Ink of one colour (opaque greys within 20 levels): the ground opposite to it. Otherwise the
+    opaque pixels shade from ink into ground, and those touching the transparent areas show
+    the ground: their median grey, snapped to black or white.
+    """
+    if not opaque.any() or opaque.all():
+        return 0.0
+    inked = grey[opaque]
+    if inked.std() < 20:
+        return 0.0 if inked.mean() >= 127.5 else 1.0
+    clear = ~opaque
+    near = np.zeros_like(clear)
+    near[1:] |= clear[:-1]
+    near[:-1] |= clear[1:]
+    near[:, 1:] |= clear[:, :-1]
+    near[:, :-1] |= clear[:, 1:]
+    edge = grey[near & opaque]
+    return 1.0 if np.median(edge) >= 127.5 else 0.0
 
 
 def to_8bit(img: Image.Image) -> Image.Image:

@@ -122,6 +122,8 @@ def test_what_is_silent():
     rng = np.random.default_rng(0)
     lsb24 = (rng.integers(-1, 2, 16000) / 2 ** 23).astype(np.float32)
     assert np.all(features(lsb24, CFG) == CFG.silence_feature)
+    for offset in (1, 100, 1000):                       # a constant offset (in 16-bit steps) is silence too
+        assert np.all(features(np.full(8000, offset / 32768, np.float32), CFG)[3:] == CFG.silence_feature)
     for level_db in (-100, -90, -75):                   # -90: 16-bit one-step noise
         noise = (10 ** (level_db / 20) * rng.standard_normal(16000)).astype(np.float32)
         assert not np.any(np.all(features(noise, CFG) == CFG.silence_feature, axis=1)), level_db

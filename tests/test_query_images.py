@@ -114,3 +114,15 @@ def test_huge_drawing_is_reduced_first(bundle, tmp_path):
     # still the spoken seven, found where it is said; S lower (0.67 against 0.77): the shipped model
     # learnt only 8 x 8 digits and is sensitive to the framing of large ones (README: query images)
     assert s[1].detected and abs(s[1].score - s[0].score) < 0.12 and abs(s[1].frame - s[0].frame) <= 2
+
+
+def test_dark_ink_with_grey_edges_on_a_transparent_sheet(bundle, tmp_path):
+    """Dark strokes with anti-aliased grey edges, the white around them transparent, were laid on
+    black and missed (S 0.548): they are the drawing (S of the opaque version)."""
+    dark = Image.fromarray(255 - np.asarray(Image.open(SEVEN)), "L").resize((64, 64), Image.BILINEAR)
+    rgba = np.dstack([np.repeat(np.asarray(dark)[..., None], 3, axis=2), np.where(np.asarray(dark) == 255, 0, 255)])
+    Image.fromarray(rgba.astype(np.uint8), "RGBA").save(tmp_path / "seven_sheet.png")
+    dark.save(tmp_path / "seven_opaque.png")
+    s = [detect(bundle, EX4, enrol(bundle, {"seven": [p]}))[0] for p in (tmp_path / "seven_opaque.png",
+                                                                         tmp_path / "seven_sheet.png")]
+    assert s[1].detected and abs(s[1].score - s[0].score) < 0.02
