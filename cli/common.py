@@ -19,8 +19,8 @@ AUDIO_HELP = textwrap.fill(
     "Audio: any file libsndfile reads (WAV, FLAC, OGG/Vorbis, MP3 with libsndfile 1.1 or later as in soundfile's "
     "wheels, AIFF, ...), any sample rate (resampled to the bundle's 16 kHz with soxr), channels averaged. Audio "
     "recorded below 16 kHz (8 kHz telephone speech, say) has no energy in the upper mel bands (above 4 kHz at "
-    "8 kHz): a model trained on 16 kHz speech loses accuracy on it. The shipped digits model is the exception: it "
-    "learnt from 8 kHz recordings (FSDD) resampled to 16 kHz.", 100)
+    "8 kHz): a model trained on 16 kHz speech loses accuracy on it, the shipped digits model too (it learnt from "
+    "8 kHz speech resampled to 16 kHz, but with noise over the whole band).", 100)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -161,7 +161,8 @@ def raw_chunks(stream, fmt: str, rate: int, channels: int, sample_rate: int, chu
     container = audio_container(head)
     if container:
         tag = f" ({head[:4].decode()})" if container == "WAV" else ""  # RIFF, RIFX or RF64
-        raise VpklInputError(f"{name}: starts with a {container} header{tag}, expected raw PCM samples: give the file "
+        article = "an" if container in ("Ogg", "AIFF", "MP3") else "a"
+        raise VpklInputError(f"{name}: starts with {article} {container} header{tag}, expected raw PCM samples: give the file "
                              "with --file, or decode it to raw samples (ffmpeg -i IN -f s16le -ac 1 -ar 16000 -)")
     ended = len(head) < 12
     while True:

@@ -370,7 +370,7 @@ def test_compressed_audio_piped_to_stream_raw_input_is_refused(fmt, shipped_bund
                         example_queries[0], "-"], input=path.read_bytes(), capture_output=True, timeout=120)
     err = r.stderr.decode()
     assert r.returncode == 2 and "expected raw PCM samples" in err and "--file" in err, err
-    assert f"starts with a {dict(FLAC='FLAC', OGG='Ogg', MP3='MP3')[fmt]} header" in err
+    assert dict(FLAC="starts with a FLAC header", OGG="starts with an Ogg header", MP3="starts with an MP3 header")[fmt] in err
 
 
 def test_garbage_float_stream_is_one_line(shipped_bundle, example_queries, example_wavs):
