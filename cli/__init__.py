@@ -269,7 +269,13 @@ def cmd_evaluate(a) -> int:
     scored = score_manifest(bundle, entries, queries, progress)
     res = evaluate(bundle, entries, queries, thr, scored=scored)
     if negatives:
-        res["false_alarms"] = false_alarm_report(a, bundle, queries, negatives, scored, thr, progress)
+        from vpkl.evaluation.false_alarms import false_alarm_report, write_thresholds
+        res["false_alarms"] = false_alarm_report(bundle, queries, negatives, scored, thr, a.det,
+                                                 a.target_fa_per_hour, a.per_keyword, progress)
+        t = res["false_alarms"].get("target")
+        if t and a.out_bundle:
+            write_thresholds(a.bundle, a.out_bundle, t["threshold"], t["keyword_thresholds"], a.force)
+            t["bundle"] = a.out_bundle
     if a.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -298,65 +304,6 @@ def keyword_free_audio(a, entries) -> list:
         flag = "--det" if a.det else "--target-fa-per-hour"
         raise VpklInputError(f"{flag}: needs keyword-free audio: --negatives PATH, or manifest lines with no words")
     return files
-
-
-def false_alarm_report(a, bundle, queries, negatives, scored, thr, progress) -> dict:
-    """False alarms per hour (streamed) and misses per keyword at the thresholds in use (``thr``:
-    (K,) per query), and with --det / --target-fa-per-hour the curve over one threshold for all
-    keywords, its image and the threshold chosen (written with --out-bundle)."""
-    import numpy as np
-    from vpkl.evaluation.false_alarms import (THRESHOLDS, false_alarms, miss_rates, threshold_for_target,
-                                              write_thresholds)
-    kws = list(queries.keywords)
-    uniform = bool(np.all(thr == thr[0]))
-    now = false_alarms(bundle, queries, negatives, [float(thr[0]) if uniform else dict(zip(kws, map(float, thr)))],
-                       progress)
-    spoken = np.asarray(scored["spoken"], bool).reshape(-1, len(kws))
-    missed = (np.asarray(scored["scores"]).reshape(-1, len(kws)) < thr[None]) & spoken
-    per_kw = {k: {"threshold": float(thr[q]), "false_alarms": int(now["counts"][0, q]),
-                  "per_hour": float(now["fa_per_hour"][0, q]), "spoken": int(spoken[:, q].sum()),
-                  "misses": int(missed[:, q].sum())} for q, k in enumerate(kws)}
-    out = {"negative_files": len(negatives), "hours": now["hours"],
-           "threshold": float(thr[0]) if uniform else "per keyword",
-           "false_alarms": int(now["counts"][0].sum()), "per_hour": float(now["fa_per_hour"][0].sum()),
-           "miss_rate": float(missed.sum() / max(int(spoken.sum()), 1)), "per_keyword": per_kw}
-    if not (a.det or a.target_fa_per_hour is not None):
-        return out
-    grid = np.unique(np.append(THRESHOLDS, thr))
-    fa = false_alarms(bundle, queries, negatives, grid, progress)
-    ms = miss_rates(scored["scores"], scored["spoken"], len(kws), grid)
-    if a.det:
-        from vpkl.evaluation.det_plot import plot_det
-        plot_det(fa, ms, a.det, float(thr[0]) if uniform else None)
-        out["det"] = a.det
-    if a.target_fa_per_hour is not None:
-        x = float(a.target_fa_per_hour)
-        chosen = {}
-        if a.per_keyword:
-            rows = {}
-            for q, k in enumerate(kws):
-                i = threshold_for_target(fa["fa_per_hour"][:, q], grid, x / len(kws))
-                if i is None:
-                    raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} keeps "
-                                         f"{k} at {x / len(kws):.3g} per hour or fewer")
-                chosen[k], rows[q] = float(grid[i]), i
-            thr_new = float(np.median(list(chosen.values())))
-            fa_new = float(sum(fa["fa_per_hour"][i, q] for q, i in rows.items()))
-            miss_new = float(sum(np.nan_to_num(ms["per_keyword"][i, q]) * ms["spoken"][q] for q, i in rows.items())
-                             / max(int(ms["spoken"].sum()), 1))
-        else:
-            pooled = fa["fa_per_hour"].sum(axis=1)
-            i = threshold_for_target(pooled, grid, x)
-            if i is None:
-                raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} gets there "
-                                     f"(at {grid[-1]:.3f}: {pooled[-1]:.1f} per hour)")
-            thr_new, fa_new, miss_new = float(grid[i]), float(pooled[i]), float(ms["pooled"][i])
-        out["target"] = {"per_hour": x, "threshold": thr_new, "keyword_thresholds": chosen or None,
-                         "expected_per_hour": fa_new, "expected_miss_rate": miss_new}
-        if a.out_bundle:
-            write_thresholds(a.bundle, a.out_bundle, thr_new, chosen or None, a.force)
-            out["target"]["bundle"] = a.out_bundle
-    return out
 
 
 def print_false_alarms(r: dict) -> None:

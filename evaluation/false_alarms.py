@@ -160,3 +160,66 @@ def write_thresholds(bundle_path: str, out: str, threshold: float, per_keyword: 
                 shutil.copy2(os.path.join(bundle_path, name), os.path.join(tmp, name))
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(config, f, indent=2)
+
+
+def false_alarm_report(bundle: Bundle, queries: QuerySet, negatives: list, scored: dict, thr: np.ndarray,
+                       det: str | None = None, target: float | None = None, per_keyword: bool = False,
+                       progress=None) -> dict:
+    """What ``vpkl evaluate`` reports on keyword-free audio.
+
+    False alarms per hour (streamed) and misses per keyword at the thresholds in use (``thr``:
+    (K,) per query; ``scored``: :func:`~vpkl.evaluation.evaluate.score_manifest`'s pairs), and
+    with ``det`` (a PNG path) or ``target`` (false alarms per hour) the curve over one threshold
+    for all keywords (:data:`THRESHOLDS`), its image, and the lowest threshold meeting the
+    target: for all keywords, or with ``per_keyword`` one per keyword, each at most
+    target / keywords.
+    Raises:
+        VpklInputError: no threshold of the grid meets the target (naming the keyword).
+    """
+    kws = list(queries.keywords)
+    uniform = bool(np.all(thr == thr[0]))
+    now = false_alarms(bundle, queries, negatives, [float(thr[0]) if uniform else dict(zip(kws, map(float, thr)))],
+                       progress)
+    spoken = np.asarray(scored["spoken"], bool).reshape(-1, len(kws))
+    missed = (np.asarray(scored["scores"]).reshape(-1, len(kws)) < thr[None]) & spoken
+    per_kw = {k: {"threshold": float(thr[q]), "false_alarms": int(now["counts"][0, q]),
+                  "per_hour": float(now["fa_per_hour"][0, q]), "spoken": int(spoken[:, q].sum()),
+                  "misses": int(missed[:, q].sum())} for q, k in enumerate(kws)}
+    out = {"negative_files": len(negatives), "hours": now["hours"],
+           "threshold": float(thr[0]) if uniform else "per keyword",
+           "false_alarms": int(now["counts"][0].sum()), "per_hour": float(now["fa_per_hour"][0].sum()),
+           "miss_rate": float(missed.sum() / max(int(spoken.sum()), 1)), "per_keyword": per_kw}
+    if not (det or target is not None):
+        return out
+    grid = np.unique(np.append(THRESHOLDS, thr))
+    fa = false_alarms(bundle, queries, negatives, grid, progress)
+    ms = miss_rates(scored["scores"], scored["spoken"], len(kws), grid)
+    if det:
+        from .det_plot import plot_det
+        plot_det(fa, ms, det, float(thr[0]) if uniform else None)
+        out["det"] = det
+    if target is not None:
+        x = float(target)
+        chosen = {}
+        if per_keyword:
+            rows = {}
+            for q, k in enumerate(kws):
+                i = threshold_for_target(fa["fa_per_hour"][:, q], grid, x / len(kws))
+                if i is None:
+                    raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} keeps "
+                                         f"{k} at {x / len(kws):.3g} per hour or fewer")
+                chosen[k], rows[q] = float(grid[i]), i
+            thr_new = float(np.median(list(chosen.values())))
+            fa_new = float(sum(fa["fa_per_hour"][i, q] for q, i in rows.items()))
+            miss_new = float(sum(np.nan_to_num(ms["per_keyword"][i, q]) * ms["spoken"][q] for q, i in rows.items())
+                             / max(int(ms["spoken"].sum()), 1))
+        else:
+            pooled = fa["fa_per_hour"].sum(axis=1)
+            i = threshold_for_target(pooled, grid, x)
+            if i is None:
+                raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} gets there "
+                                     f"(at {grid[-1]:.3f}: {pooled[-1]:.1f} per hour)")
+            thr_new, fa_new, miss_new = float(grid[i]), float(pooled[i]), float(ms["pooled"][i])
+        out["target"] = {"per_hour": x, "threshold": thr_new, "keyword_thresholds": chosen or None,
+                         "expected_per_hour": fa_new, "expected_miss_rate": miss_new}
+    return out
