@@ -61,7 +61,8 @@ def cmd_train(a) -> int:
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       seed=a.seed, sampling=a.sampling, loss=a.loss,
                       prototypes=not a.no_prototypes, threads=a.threads, concat=a.concat,
-                      keyword_free=a.keyword_free, mixed=a.mixed, synth=a.synth, held_out_speaker=held)
+                      keyword_free=a.keyword_free, mixed=a.mixed, synth=a.synth, held_out_speaker=held,
+                      reversed_speech=a.reversed_speech, query_styles=a.query_styles)
     print(json.dumps(train(cfg), indent=2))
     return 0
 
@@ -443,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--synth", metavar="DIR", default=None,
                    help="synthetic speech cache (made there first if missing: vpkl make-speech): its voices say the "
                         "digits as extra speakers, its keyword-free text joins the negatives")
+    t.add_argument("--reversed-speech", action="store_true",
+                   help="with --keyword-free/--mixed: real recordings played backwards join the non-keyword pieces")
+    t.add_argument("--query-styles", action="store_true",
+                   help="train on the digit images also drawn dark on light, resized and photographed "
+                        "(the query styles of vpkl make-dataset)")
     t.add_argument("--held-out-speaker", default="george", metavar="NAME",
                    help="FSDD speaker kept out of training and validation (default george; 'none': every speaker)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -147,3 +147,31 @@ def test_negative_sets_lengths_and_held_out_speakers(tmp_path):
     assert sorted(names["val"] + names["test"]) == [f for f in files if f.split("_")[0] in ns.HELD_OUT_WORDS]
     speakers = {k: {f.split("_")[1] for f in v} for k, v in names.items()}
     assert speakers["val"] and speakers["test"] and not speakers["val"] & speakers["test"]
+
+
+def test_reversed_speech_pieces_are_the_clips_backwards():
+    """Reversed real speech is the clip read from its end (hand-made ramp); with only reversed
+    speech as filler material, every keyword-free piece is one of those clips."""
+    from vpkl.training import negatives as ng
+    ramp = np.arange(5, dtype=np.float32)
+    (back,) = ng.reversed_speech([ramp])
+    assert back.tolist() == [4.0, 3.0, 2.0, 1.0, 0.0] and back.flags.c_contiguous
+    fillers = ng.Fillers(reversed=[back])
+    assert fillers and all(np.array_equal(fillers.piece(np.random.default_rng(i)), back) for i in range(5))
+
+
+def test_styled_training_images_keep_labels_and_the_shipped_rendering():
+    """The styled bank holds each digit in every query style with its label; its 'shipped' rows
+    equal the recipe's plain images (the runtime's preprocessing of the 8 x 8 digit)."""
+    from vpkl.model.presets import get_preset
+    from vpkl.training.query_styles import STYLES
+    from vpkl.training.train import image_tensor, styled_images
+    imgs, labels = dd.digit_images("train")
+    imgs, labels = imgs[:6], labels[:6]
+    preset = get_preset("digits")
+    bank, bank_labels = styled_images(imgs, labels, preset, seed=0)
+    assert bank.shape == (len(STYLES) * 6, 1, 32, 32) and bank.dtype == torch.float32
+    assert bank_labels.tolist() == labels.tolist() * len(STYLES)
+    assert torch.equal(bank[:6], image_tensor(imgs, preset))
+    assert torch.equal(bank[6:12], bank[:6])      # dark on light: the ink is found whatever its polarity
+    assert not torch.equal(bank[12:18], bank[:6])  # resized: a new rendering, not a copy

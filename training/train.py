@@ -76,6 +76,8 @@ class TrainConfig:
     mixed: float = 0.0           # share of utterances mixing digits with non-keyword words
     synth: str | None = None     # synthetic speech cache (vpkl.training.synth_speech): extra digit voices, text
     held_out_speaker: str | None = dd.HELD_OUT_SPEAKER  # None: train on every FSDD speaker
+    reversed_speech: bool = False  # keyword-free pieces also from real recordings played backwards
+    query_styles: bool = False     # images also drawn dark, resized and photographed (query_styles)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -88,6 +90,19 @@ def seed_everything(seed: int) -> np.random.Generator:
 def image_tensor(images: np.ndarray, preset) -> torch.Tensor:
     """(K, 8, 8) uint8 digits -> (K, 1, 32, 32) network input, via the runtime's preprocessing."""
     return torch.from_numpy(np.stack([preprocess(Image.fromarray(im), preset.image) for im in images]))
+
+
+def styled_images(images: np.ndarray, labels: np.ndarray, preset, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Every (8, 8) training digit once in each query style of :mod:`vpkl.training.query_styles`
+    (as it is, dark on light, resized into a larger canvas, photographed: polarity, scale, stroke
+    width, rotation, blur, JPEG, uneven light), through the runtime's preprocessing.
+
+    Returns ((4 K, 1, 32, 32) float32, (4 K,) labels); about a minute for the 1078 training digits.
+    """
+    from .query_styles import STYLES, render
+    rng = np.random.default_rng(seed)
+    x = [preprocess(render(im, style, rng), preset.image) for style in STYLES for im in images]
+    return torch.from_numpy(np.stack(x)), np.tile(labels, len(STYLES))
 
 
 def shift_images(rng: np.random.Generator, x: torch.Tensor, max_shift: int = 3) -> torch.Tensor:
@@ -291,6 +306,7 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
     if not (0.0 <= cfg.keyword_free and 0.0 <= cfg.mixed and cfg.keyword_free + cfg.mixed <= 1.0):
         raise ValueError(f"keyword_free and mixed must be shares adding to at most 1, got {cfg.keyword_free}, {cfg.mixed}")
     recs = dd.load_fsdd(cfg.data, "train", cfg.held_out_speaker)
+    real = [r.samples for r in recs]
     if cfg.speed_perturb:
         recs = dd.speed_perturb(recs)
     fillers = ng.Fillers()
@@ -301,8 +317,13 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
         recs = recs + synth_digits
         if cfg.keyword_free + cfg.mixed > 0:
             fillers.texts = texts
+    if cfg.reversed_speech and cfg.keyword_free + cfg.mixed > 0:
+        fillers.reversed = ng.reversed_speech(real + fillers.words)
     imgs, labels = dd.digit_images("train")
-    images = image_tensor(imgs, model.preset)
+    if cfg.query_styles:
+        images, labels = styled_images(imgs, labels, model.preset, cfg.seed)
+    else:
+        images = image_tensor(imgs, model.preset)
     by_label = {k: np.flatnonzero(labels == k) for k in range(len(dd.KEYWORDS))}
     noise = dd.NoiseBank(rng)
     prototypes = None
