@@ -140,7 +140,7 @@ def cmd_stream(a) -> int:
     with flags({"window_s": "--window-s", "hop_s": "--hop-ms", "min_window_s": "--min-window-s",
                 "lookahead_s": "--lookahead-s", "refractory_s": "--refractory-s", "confirm": "--confirm"}):
         spotter = Spotter(bundle, queries, threshold(a, bundle),
-                          StreamConfig(**{k: v for k, v in given.items() if v is not None}))
+                          StreamConfig(**{k: v for k, v in given.items() if v is not None}), vad=a.vad)
     stats, found = LatencyStats(), 0
 
     def emit(dets) -> None:
@@ -261,6 +261,9 @@ def cmd_evaluate(a) -> int:
     if unqueried:
         print(f"vpkl evaluate: not scored, no query image in {a.queries}: {', '.join(unqueried)}", file=sys.stderr)
     negatives = keyword_free_audio(a, entries)
+    if a.vad and not negatives:
+        raise VpklInputError("--vad: only with keyword-free audio (--negatives PATH, or manifest lines with no words), "
+                             "which it streams")
     progress = None
     if not a.json and sys.stderr.isatty():
         from vpkl.runtime.progress import progress
@@ -272,7 +275,7 @@ def cmd_evaluate(a) -> int:
     if negatives:
         from vpkl.evaluation.false_alarms import false_alarm_report, write_thresholds
         res["false_alarms"] = false_alarm_report(bundle, queries, negatives, scored, thr, a.det,
-                                                 a.target_fa_per_hour, a.per_keyword, progress)
+                                                 a.target_fa_per_hour, a.per_keyword, progress, a.vad)
         t = res["false_alarms"].get("target")
         if t and a.out_bundle:
             write_thresholds(a.bundle, a.out_bundle, t["threshold"], t["keyword_thresholds"], a.force)
@@ -496,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--refractory-s", type=float, default=None,
                    help="a keyword is not reported again within this many seconds (default 0.6)")
     s.add_argument("--jsonl", action="store_true", help="one JSON object per detection")
+    s.add_argument("--vad", action="store_true", help="score only windows with speech in them, by silero-vad's model "
+                                                      "(pip install --no-deps silero-vad)")
     s.set_defaults(func=cmd_stream)
 
     e = sub.add_parser("evaluate", help="detection and localisation metrics on a JSON-lines manifest",
@@ -517,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --target-fa-per-hour: a threshold per keyword, each at most X / keywords per hour")
     e.add_argument("--out-bundle", metavar="DIR", help="with --target-fa-per-hour: write a copy of --bundle with the "
                                                        "chosen threshold(s) in its config.json")
+    e.add_argument("--vad", action="store_true", help="stream the keyword-free audio with the speech gate of "
+                                                      "`vpkl stream --vad`")
     e.add_argument("--force", action="store_true", help="replace an existing --det image or --out-bundle bundle")
     e.add_argument("--json", action="store_true", help="the metrics (and false alarms) as one JSON object")
     e.set_defaults(func=cmd_evaluate)

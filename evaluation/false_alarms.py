@@ -45,15 +45,16 @@ def negative_files(path: str) -> list[str]:
     return out
 
 
-def stream_detections(bundle: Bundle, queries: QuerySet, audio: np.ndarray, threshold) -> np.ndarray:
+def stream_detections(bundle: Bundle, queries: QuerySet, audio: np.ndarray, threshold, vad=False) -> np.ndarray:
     """Stream (n,) float32 samples at the bundle's rate through a fresh Spotter in 100 ms chunks.
 
-    ``threshold``: one float, or {keyword: float} (as :class:`~vpkl.runtime.stream.Spotter` takes it).
+    ``threshold``: one float, or {keyword: float} (as :class:`~vpkl.runtime.stream.Spotter` takes it);
+    ``vad``: the Spotter's speech gate (False: none).
 
     Returns:
         (Q,) int64 detections per query (each one a false alarm when no keyword is said).
     """
-    sp = Spotter(bundle, queries, threshold=threshold if isinstance(threshold, dict) else float(threshold))
+    sp = Spotter(bundle, queries, threshold=threshold if isinstance(threshold, dict) else float(threshold), vad=vad)
     step = int(round(CHUNK_S * bundle.front_end.sample_rate))
     dets = []
     for i in range(0, len(audio), step):
@@ -67,7 +68,7 @@ def stream_detections(bundle: Bundle, queries: QuerySet, audio: np.ndarray, thre
 
 
 def false_alarms(bundle: Bundle, queries: QuerySet, sources: list, thresholds=THRESHOLDS,
-                 progress=None) -> dict:
+                 progress=None, vad=False) -> dict:
     """False alarms of each keyword at each threshold on keyword-free audio.
 
     Args:
@@ -75,6 +76,7 @@ def false_alarms(bundle: Bundle, queries: QuerySet, sources: list, thresholds=TH
             holds a keyword (each is its own stream).
         thresholds: T thresholds on S, each a float in [0, 1] or a {keyword: float} dict.
         progress: optional wrapper of an iterable (a progress bar).
+        vad: the streams' speech gate (see :class:`~vpkl.runtime.stream.Spotter`).
     Returns:
         {"hours": float, "thresholds": as given, "counts": (T, Q) int64 false alarms,
         "fa_per_hour": (T, Q) float64, "keywords": [Q names]}.
@@ -92,7 +94,7 @@ def false_alarms(bundle: Bundle, queries: QuerySet, sources: list, thresholds=TH
         x = as_samples(src, sr, name)
         seconds += len(x) / sr
         for t, thr in enumerate(thresholds):
-            counts[t] += stream_detections(bundle, queries, x, thr)
+            counts[t] += stream_detections(bundle, queries, x, thr, vad)
     hours = seconds / 3600.0
     return {"hours": hours, "thresholds": thresholds, "counts": counts,
             "fa_per_hour": counts / hours, "keywords": list(queries.keywords)}
@@ -164,7 +166,7 @@ def write_thresholds(bundle_path: str, out: str, threshold: float, per_keyword: 
 
 def false_alarm_report(bundle: Bundle, queries: QuerySet, negatives: list, scored: dict, thr: np.ndarray,
                        det: str | None = None, target: float | None = None, per_keyword: bool = False,
-                       progress=None) -> dict:
+                       progress=None, vad=False) -> dict:
     """What ``vpkl evaluate`` reports on keyword-free audio.
 
     False alarms per hour (streamed) and misses per keyword at the thresholds in use (``thr``:
@@ -172,14 +174,15 @@ def false_alarm_report(bundle: Bundle, queries: QuerySet, negatives: list, score
     with ``det`` (a PNG path) or ``target`` (false alarms per hour) the curve over one threshold
     for all keywords (:data:`THRESHOLDS`), its image, and the lowest threshold meeting the
     target: for all keywords, or with ``per_keyword`` one per keyword, each at most
-    target / keywords.
+    target / keywords. ``vad``: stream with the speech gate (the misses, scored offline, do not
+    change with it).
     Raises:
         VpklInputError: no threshold of the grid meets the target (naming the keyword).
     """
     kws = list(queries.keywords)
     uniform = bool(np.all(thr == thr[0]))
     now = false_alarms(bundle, queries, negatives, [float(thr[0]) if uniform else dict(zip(kws, map(float, thr)))],
-                       progress)
+                       progress, vad)
     spoken = np.asarray(scored["spoken"], bool).reshape(-1, len(kws))
     missed = (np.asarray(scored["scores"]).reshape(-1, len(kws)) < thr[None]) & spoken
     per_kw = {k: {"threshold": float(thr[q]), "false_alarms": int(now["counts"][0, q]),
@@ -192,7 +195,7 @@ def false_alarm_report(bundle: Bundle, queries: QuerySet, negatives: list, score
     if not (det or target is not None):
         return out
     grid = np.unique(np.append(THRESHOLDS, thr))
-    fa = false_alarms(bundle, queries, negatives, grid, progress)
+    fa = false_alarms(bundle, queries, negatives, grid, progress, vad)
     ms = miss_rates(scored["scores"], scored["spoken"], len(kws), grid)
     if det:
         from .det_plot import plot_det

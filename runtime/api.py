@@ -184,7 +184,7 @@ class Model:
             audio = as_samples(audio, sr, name)
         return detect(self.bundle, audio, self._enrolled(), threshold, name=name)
 
-    def stream(self, threshold=None, **stream_options) -> Spotter:
+    def stream(self, threshold=None, vad=False, **stream_options) -> Spotter:
         """A new, independent stream over this model's bundle and queries.
 
         Any number may run at once (one per thread or per source); each is one stream and
@@ -192,6 +192,7 @@ class Model:
 
         Args:
             threshold: one float, a {keyword: float} dict, or None (the bundle's).
+            vad: speech gating (see :class:`Spotter`): False, True, or silero-vad's .onnx path.
             **stream_options: :class:`StreamConfig` fields (window_s, hop_s, min_window_s,
                 lookahead_s, confirm, refractory_s, span_level; seconds of audio).
         Returns:
@@ -203,7 +204,7 @@ class Model:
         if unknown:
             raise VpklInputError(f"stream: {', '.join(unknown)}: not a stream option (they are "
                                  f"{', '.join(_STREAM_OPTIONS)})")
-        return Spotter(self.bundle, self._enrolled(), threshold, StreamConfig(**stream_options))
+        return Spotter(self.bundle, self._enrolled(), threshold, StreamConfig(**stream_options), vad=vad)
 
 
 def _as_list(items) -> list:
