@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vpkl.runtime.features import FrontEndConfig, mel_filterbank, silence_bands, silence_power
+from vpkl.runtime.features import FrontEndConfig, mel_filterbank, mute_onset, silence_bands, silence_power
 
 
 class FrontEnd(torch.nn.Module):
@@ -35,6 +35,7 @@ class FrontEnd(torch.nn.Module):
             power = warp_frequency(power, warp.float())
         mel = power @ self.fbank.float()
         silent = mel[..., silence_bands(c)].double().sum(dim=2) < silence_power(c, self.fbank.numpy())
+        silent = torch.from_numpy(mute_onset(silent.cpu().numpy())).to(silent.device)
         return torch.log(mel + c.log_floor), silent
 
     def normalise(self, x: torch.Tensor, silent: torch.Tensor | None = None) -> torch.Tensor:

@@ -35,6 +35,15 @@ keyword of a file with 0.3 s of leading zeros was missed. Why these values:
   -3 and -4 kept the same detections equally often when zeros were put before, inside and
   after validation utterances (the training speakers' held-out recordings).
 
+The stream's first sound. The first frame heard after leading silence, j > 0, straddles the
+onset (25 ms windows every 10 ms): frame j + 2 starts within 5 ms of the first sample that is not
+silent. Frames j up to the even frame j + 2 - j mod 2 are therefore also treated as silent
+(:func:`mute_onset`), so the stream's statistics begin with a frame that starts at the sound,
+on the even frame grid of the conv (k4, s2) that follows: speech after a multiple of 20 ms of
+zeros gives exactly the features of the same speech without them (shifted), and the audio
+branch, which starts afresh at the first heard frame (:class:`~vpkl.runtime.longaudio.CausalEncoder`),
+gives the same embeddings. A stream that starts with sound (j = 0) is not touched.
+
 Non-silent frames are normalised exactly as before, so models trained before the rule
 behave as before on audio without silence.
 The same maths is implemented in torch for training (``vpkl.model.frontend``); the tests
@@ -209,6 +218,19 @@ class CausalNormaliser:
         return out
 
 
+def mute_onset(silent: np.ndarray) -> np.ndarray:
+    """(..., T) bool silent frames of whole utterances -> the same with the onset frames after
+    leading silence also silent: frames j to j + 2 - j mod 2 (exclusive) for the first heard
+    frame j > 0 of each utterance (module docstring, *The stream's first sound*)."""
+    silent = np.array(silent, bool, copy=True)
+    heard = ~silent
+    j = np.argmax(heard, axis=-1)
+    some = heard.any(axis=-1) & (j > 0)
+    t = np.arange(silent.shape[-1])
+    mute = (t >= j[..., None]) & (t < (j + 2 - j % 2)[..., None]) & some[..., None]
+    return silent | mute
+
+
 def silent_frames(feats: np.ndarray, cfg: FrontEndConfig) -> np.ndarray:
     """(T, n_mels) normalised features -> (T,) bool: the frames the front end found silent.
 
@@ -251,6 +273,7 @@ class StreamingFrontEnd:
         self._pending = np.zeros(0)
         self.n_samples = 0   # samples fed since the stream began
         self.n_frames = 0    # log-mel frames emitted since the stream began
+        self._mute = None    # before the first heard frame: None; then onset frames still to mute
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Feed (n,) float samples (n >= 0, full scale +-1); returns the (t, n_mels) float32 frames they complete."""
@@ -269,11 +292,29 @@ class StreamingFrontEnd:
             return np.zeros((0, c.n_mels), np.float32)
         idx = np.arange(c.win_length)[None, :] + c.hop_length * np.arange(t)[:, None]
         power = mel_power(buf[idx], c, self.fbank)
-        silent = power[:, self.silence_bands].sum(axis=1) < self.silence
+        silent = self._mute_onset(power[:, self.silence_bands].sum(axis=1) < self.silence)
         out = self.normaliser(np.log(power + c.log_floor), silent).astype(np.float32)
         self._pending = buf[t * c.hop_length:].copy()
         self.n_frames += t
         return out
+
+
+    def _mute_onset(self, silent: np.ndarray) -> np.ndarray:
+        """:func:`mute_onset` for the stream's frames arriving in pieces (``silent``: this piece's)."""
+        start = 0
+        if self._mute is None:
+            heard = np.flatnonzero(~silent)
+            if not len(heard):
+                return silent
+            start = int(heard[0])
+            j = self.n_frames + start
+            self._mute = 2 - j % 2 if j > 0 else 0
+        k = min(self._mute, len(silent) - start)
+        if k > 0:
+            silent = silent.copy()
+            silent[start:start + k] = True
+            self._mute -= k
+        return silent
 
 
 def features(audio: np.ndarray, cfg: FrontEndConfig, name: str = "audio") -> np.ndarray:

@@ -69,6 +69,15 @@ class CausalEncoder:
     of conv padding before the first frame and after the last. Each frame comes with whether it
     was heard: some of its four log-mel frames were not digital silence
     (:func:`~vpkl.runtime.features.silent_frames`).
+
+    Leading digital silence (a padded file, a device warming up) is not encoded: the stream
+    begins at its first sound. Until a log-mel frame is heard, frames come out as zeros, not
+    heard. From the first heard log-mel frame (on the conv's even grid: the front end's onset
+    rule, :func:`~vpkl.runtime.features.mute_onset`, makes it even, so frame numbers and times
+    stay those of the whole stream) the conv and the LSTMs start afresh, as on a stream that
+    began there: speech after a multiple of 20 ms of zeros is encoded exactly as without them.
+    Running the LSTMs through the silence instead changed which near-threshold words fired
+    (tests/test_silence.py).
     """
 
     def __init__(self, bundle: Bundle):
@@ -83,6 +92,9 @@ class CausalEncoder:
         self._mel_heard = np.zeros(1, bool)                                     # per row of _mel: not silent
         self._h, self._c = self.bundle.initial_state()
         self.n_frames = 0   # causal frames (= audio embeddings) produced since the stream began
+        self._started = False   # a log-mel frame has been heard (see the class docstring)
+        self._rows = 0          # before that: log-mel frames received
+        self._skip = 0          # log-mel frames still to drop before the restart (see encode_features)
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed (n,) float samples at the bundle's rate, full scale +-1 (n >= 0); returns the
@@ -92,11 +104,34 @@ class CausalEncoder:
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """End of the stream: the conv's end padding completes the last frame; returns (0 or 1, H), heard."""
-        return self.encode_features(np.zeros((1, self.bundle.front_end.n_mels), np.float32), np.zeros(1, bool))
+        if not self._started:   # nothing heard: the frames a stream of this length has, all silent
+            return self._silent_frames(self._rows // 2 - self.n_frames)
+        return self._encode(np.zeros((1, self.bundle.front_end.n_mels), np.float32), np.zeros(1, bool))
+
+    def _silent_frames(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = max(k, 0)
+        self.n_frames += k
+        return np.zeros((k, self.bundle.causal_dim), np.float32), np.zeros(k, bool)
 
     def encode_features(self, feats: np.ndarray, heard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(t, n_mels) float32 log-mel frames of the stream and (t,) bool (not silent) -> the (k, H)
         causal frames they complete and (k,) bool: some of each one's log-mel frames was heard."""
+        if self._started:
+            return self._encode(feats, heard)
+        if not heard.any():
+            self._rows += len(feats)
+            return self._silent_frames((self._rows - 1) // 2 - self.n_frames)
+        j = self._rows + int(np.argmax(heard))            # the first heard log-mel frame
+        j0 = j - j % 2        # the stream restarts at log-mel frame j0 (even; the front end's onset rule makes j even)
+        lead, _ = self._silent_frames(j0 // 2 - self.n_frames)
+        self._started, self._skip = True, j0 - self._rows
+        new, new_heard = self._encode(feats, heard)
+        return np.concatenate([lead, new]), np.concatenate([np.zeros(len(lead), bool), new_heard])
+
+    def _encode(self, feats: np.ndarray, heard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._skip:
+            k = min(self._skip, len(feats))
+            feats, heard, self._skip = feats[k:], heard[k:], self._skip - k
         mel = np.concatenate([self._mel, feats])
         mel_heard = np.concatenate([self._mel_heard, heard])
         k = (len(mel) - 2) // 2
@@ -191,8 +226,9 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
         progress: called as ``progress(seconds_done, seconds_total)`` after each block read.
     Yields:
         :class:`WindowScores` in order of their end frame; one window [0, N) when the audio holds
-        at most W frames. A window of digital silence alone is not scored (a stretch of an idle
-        device in a long recording); audio that is digital silence throughout gives one window
+        at most W frames. A window starts at its first frame that is not digital silence alone
+        (as :class:`~vpkl.runtime.stream.Spotter`'s do); a window of digital silence alone is not
+        scored (a stretch of an idle device in a long recording); audio that is digital silence throughout gives one window
         with S = 0 and aud_att = 0 for every query (nothing was heard, so no keyword was said).
     Raises:
         VpklInputError: unreadable, empty, non-finite or too short audio (named by its path, or
@@ -211,8 +247,10 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
         return slice(max(end - w, 0) - base, end - base)
 
     def window(end: int) -> WindowScores:
-        s, att, _ = bundle.score(queries, bundle.encode_bidirectional(frames[rows(end)]))
-        return WindowScores(max(end - w, 0), end, s, att)
+        r = rows(end)
+        skip = int(np.argmax(heard[r])) if heard[r].any() else 0   # a window starts at its first sound
+        s, att, _ = bundle.score(queries, bundle.encode_bidirectional(frames[r][skip:]))
+        return WindowScores(max(end - w, 0) + skip, end, s, att)
 
     def silent(end: int) -> bool:
         return not heard[rows(end)].any()

@@ -396,6 +396,9 @@ class Spotter:
         frames_heard = np.concatenate([self._heard, new_heard])
         if self._first_heard is None and new_heard.any():
             self._first_heard = self.n_frames - len(new) + int(np.argmax(new_heard))
+            # scoring positions count from the stream's first sound, so leading digital silence
+            # (a padded file, a device warming up) shifts the windows with the speech
+            self._next_score = max(self._next_score, self._first_heard + self._hop)
         out = []
         while self._next_score <= self.n_frames:
             if self._first_heard is not None and self._next_score - self._first_heard >= self._min_window:

@@ -127,3 +127,28 @@ def test_what_is_silent():
     for level_db in (-100, -90, -75):                   # -90: 16-bit one-step noise
         noise = (10 ** (level_db / 20) * rng.standard_normal(16000)).astype(np.float32)
         assert not np.any(np.all(features(noise, CFG) == CFG.silence_feature, axis=1)), level_db
+
+
+def test_mute_onset_hand_computed():
+    """First heard frame j > 0: frames j .. j + 2 - j % 2 (exclusive) become silent; j = 0 or all silent: unchanged."""
+    from vpkl.runtime.features import mute_onset
+    s = lambda *heard: np.array([h == "." for h in heard])
+    assert mute_onset(s(".", ".", ".", "x", "x", "x", "x")).tolist() == [True] * 4 + [False] * 3   # j = 3 -> up to 4
+    assert mute_onset(s(".", ".", "x", "x", "x", "x")).tolist() == [True] * 4 + [False] * 2        # j = 2 -> up to 4
+    assert mute_onset(s("x", ".", "x")).tolist() == [False, True, False]
+    assert mute_onset(s(".", ".")).tolist() == [True, True]
+    both = mute_onset(np.stack([s(".", "x", "x", "x"), s("x", "x", "x", "x")]))
+    assert both.tolist() == [[True, True, False, False], [False] * 4]
+
+
+def test_leading_zeros_give_the_same_features_shifted(fsdd_file):
+    """Speech after 0.3 s (30 frames) of zeros: from frame 30 on, exactly the features of the speech
+    alone, whole and streamed in pieces (the stream begins at its first sound)."""
+    from vpkl.runtime.features import StreamingFrontEnd
+    x = read_audio(fsdd_file, 16000)
+    ref = features(x, CFG)
+    y = np.concatenate([np.zeros(4800, np.float32), x])
+    np.testing.assert_array_equal(features(y, CFG)[30:], ref)
+    fe = StreamingFrontEnd(CFG)
+    streamed = np.concatenate([fe(y[i:i + 1234]) for i in range(0, len(y), 1234)])
+    np.testing.assert_allclose(streamed[30:], ref, atol=1e-5)

@@ -210,13 +210,14 @@ def test_nan_late_in_a_long_file_is_named(shipped, tmp_path):
 
 def test_windows_of_digital_silence_alone_are_not_scored(shipped):
     """25.5 s of zeros, example_4 (2.6 s, frames 1275-1401), 11.9 s of zeros: only the two windows
-    that hold some of the example are scored, not the last one ([1499, 1999), silence alone); 25 s
-    of zeros alone still gets one window, so every keyword has an answer."""
+    that hold some of the example are scored (each from its first sound, frame 1275: [1000, 1500)
+    and [1250, 1750) trimmed), not the last one ([1499, 1999), silence alone); 25 s of zeros alone
+    still gets one window, so every keyword has an answer."""
     b, q = shipped
     ex = read_audio(f"{EXAMPLES}/example_4.wav", SR)
     x = np.zeros(40 * SR, np.float32)
     x[51 * SR // 2:51 * SR // 2 + len(ex)] = ex
-    assert [(w.start, w.end) for w in scan(b, x, q.embeddings)] == [(1000, 1500), (1250, 1750)]
+    assert [(w.start, w.end) for w in scan(b, x, q.embeddings)] == [(1275, 1500), (1275, 1750)]
     res = detect(b, x, q)
     assert {r.keyword for r in res if r.detected} >= {"seven", "eight"}
     assert [(w.start, w.end) for w in scan(b, np.zeros(25 * SR, np.float32), q.embeddings)] == [(749, 1249)]
