@@ -261,9 +261,9 @@ def cmd_evaluate(a) -> int:
     if unqueried:
         print(f"vpkl evaluate: not scored, no query image in {a.queries}: {', '.join(unqueried)}", file=sys.stderr)
     negatives = keyword_free_audio(a, entries)
-    if a.vad and not negatives:
-        raise VpklInputError("--vad: only with keyword-free audio (--negatives PATH, or manifest lines with no words), "
-                             "which it streams")
+    if a.vad and not (negatives or a.streamed):
+        raise VpklInputError("--vad: only with what is streamed: --streamed, or keyword-free audio (--negatives PATH, "
+                             "or manifest lines with no words)")
     progress = None
     if not a.json and sys.stderr.isatty():
         from vpkl.runtime.progress import progress
@@ -272,6 +272,10 @@ def cmd_evaluate(a) -> int:
                              per_keyword=bundle.keyword_thresholds)
     scored = score_manifest(bundle, entries, queries, progress)
     res = evaluate(bundle, entries, queries, thr, scored=scored)
+    if a.streamed:
+        from vpkl.evaluation.streamed import streamed_metrics
+        res["streamed"] = streamed_metrics(bundle, [e for e in entries if e.words], queries, thr, a.vad, progress)
+        res["streamed"]["vad"] = bool(a.vad)
     if negatives:
         from vpkl.evaluation.false_alarms import false_alarm_report, write_thresholds
         res["false_alarms"] = false_alarm_report(bundle, queries, negatives, scored, thr, a.det,
@@ -294,6 +298,12 @@ def cmd_evaluate(a) -> int:
         d, l = m["detection"], m["localisation"]
         print(f"{name:<12} {m['pairs']:>6} | {d['precision']:6.3f} {d['recall']:6.3f} {d['f1']:6.3f} | "
               f"{l['precision']:6.3f} {l['recall']:6.3f} {l['f1']:6.3f} {l['accuracy']:7.3f}")
+    if a.streamed:
+        r = res["streamed"]
+        d, l = r["detection"], r["localisation"]
+        print(f"\nstreamed as `vpkl stream{' --vad' if a.vad else ''}` runs (each utterance one stream, 100 ms chunks): "
+              f"det P {d['precision']:.3f} R {d['recall']:.3f} F1 {d['f1']:.3f} | loc P {l['precision']:.3f} "
+              f"R {l['recall']:.3f} F1 {l['f1']:.3f} | {r['windows_scored']} windows scored, RTF {r['rtf']:.4f}")
     if negatives:
         print_false_alarms(res["false_alarms"])
     return 0
@@ -522,7 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --target-fa-per-hour: a threshold per keyword, each at most X / keywords per hour")
     e.add_argument("--out-bundle", metavar="DIR", help="with --target-fa-per-hour: write a copy of --bundle with the "
                                                        "chosen threshold(s) in its config.json")
-    e.add_argument("--vad", action="store_true", help="stream the keyword-free audio with the speech gate of "
+    e.add_argument("--streamed", action="store_true",
+                   help="also stream each utterance as `vpkl stream` does and report the streamed detections' "
+                        "precision, recall and F1, windows scored and RTF")
+    e.add_argument("--vad", action="store_true", help="stream (--streamed, --negatives) with the speech gate of "
                                                       "`vpkl stream --vad`")
     e.add_argument("--force", action="store_true", help="replace an existing --det image or --out-bundle bundle")
     e.add_argument("--json", action="store_true", help="the metrics (and false alarms) as one JSON object")

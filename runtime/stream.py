@@ -237,7 +237,8 @@ class Spotter:
     Attributes:
         thresholds: (Q,) float64 per query; chunks: chunks fed so far; n_frames: audio
         embeddings encoded so far; audio_s: seconds fed so far; last_window:
-        :class:`WindowScores` of the window scored last (None before the first).
+        :class:`WindowScores` of the window scored last (None before the first);
+        windows_scored: windows scored since the stream began (the compute the stream spent).
     Raises:
         VpklInputError: no queries, a threshold that is not a number in [0, 1], impossible config values,
             ``vad`` asked for without silero-vad installed (the message gives the install command).
@@ -292,6 +293,7 @@ class Spotter:
         self._last = {}              # query index -> frame of its last detection
         self._pending = {}           # query index -> (frame, consecutive windows that put it there)
         self.last_window = None      # WindowScores of the window scored last (for plots and checks)
+        self.windows_scored = 0
         self.chunks = 0
         self._ended = False
 
@@ -432,6 +434,7 @@ class Spotter:
         emb = self.bundle.encode_bidirectional(frames[start - base:end - base])
         s, att, _ = self.bundle.score(self.queries, emb)
         self.last_window = WindowScores(start, end, s, att)
+        self.windows_scored += 1
         out = []
         for q in range(len(s)):
             if s[q] < self.thresholds[q]:
