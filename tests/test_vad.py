@@ -136,4 +136,4 @@ def test_evaluate_vad_needs_keyword_free_audio(tmp_path):
     m = tmp_path / "m.jsonl"
     m.write_text('{"audio": "%s", "words": [["seven", 0.5, 0.9]]}\n' % os.path.join(EXAMPLES, "example_1.wav"))
     r = run_cli("evaluate", "--manifest", str(m), "--queries", os.path.join(EXAMPLES, "queries"), "--vad")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--vad: only with keyword-free audio" in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--vad: only with what is streamed" in r.stderr
