@@ -261,6 +261,9 @@ def cmd_evaluate(a) -> int:
     if unqueried:
         print(f"vpkl evaluate: not scored, no query image in {a.queries}: {', '.join(unqueried)}", file=sys.stderr)
     negatives = keyword_free_audio(a, entries)
+    if a.vad and a.out_bundle:
+        raise VpklInputError("--vad with --out-bundle: a threshold chosen with the speech gate holds only with it, "
+                             "and a bundle does not record the gate; choose it without --vad")
     if a.vad and not (negatives or a.streamed):
         raise VpklInputError("--vad: only with what is streamed: --streamed, or keyword-free audio (--negatives PATH, "
                              "or manifest lines with no words)")
@@ -280,6 +283,7 @@ def cmd_evaluate(a) -> int:
         from vpkl.evaluation.false_alarms import false_alarm_report, write_thresholds
         res["false_alarms"] = false_alarm_report(bundle, queries, negatives, scored, thr, a.det,
                                                  a.target_fa_per_hour, a.per_keyword, progress, a.vad)
+        res["false_alarms"]["vad"] = bool(a.vad)
         t = res["false_alarms"].get("target")
         if t and a.out_bundle:
             write_thresholds(a.bundle, a.out_bundle, t["threshold"], t["keyword_thresholds"], a.force)
@@ -322,10 +326,11 @@ def keyword_free_audio(a, entries) -> list:
 
 def print_false_alarms(r: dict) -> None:
     thr = r["threshold"]
-    print(f"\nkeyword-free audio: {r['negative_files']} file(s), {r['hours'] * 60:.1f} min, streamed as `vpkl stream` "
+    gate = " --vad" if r.get("vad") else ""
+    print(f"\nkeyword-free audio: {r['negative_files']} file(s), {r['hours'] * 60:.1f} min, streamed as `vpkl stream{gate}` "
           f"runs; threshold {thr if isinstance(thr, str) else f'{thr:.3f}'}")
     print(f"false alarms: {r['false_alarms']} = {r['per_hour']:.1f} per hour (all keywords); "
-          f"miss rate {r['miss_rate']:.3f} of spoken keywords")
+          f"miss rate {r['miss_rate']:.3f} of spoken keywords (scored offline{', without the gate' if gate else ''})")
     print(f"  {'keyword':<10} {'thr':>6} {'FA':>5} {'FA/h':>8} {'misses':>12}")
     for k, v in r["per_keyword"].items():
         print(f"  {k:<10} {v['threshold']:6.3f} {v['false_alarms']:>5} {v['per_hour']:>8.1f} {v['misses']:>5} of "

@@ -203,12 +203,17 @@ def _speech_gate(vad, sample_rate: int):
     if isinstance(vad, SpeechGate):
         if vad.sample_rate != sample_rate:
             raise VpklInputError(f"vad: the SpeechGate runs at {vad.sample_rate} Hz, the bundle at {sample_rate} Hz")
+        if vad.owner is not None:
+            raise VpklInputError("vad: this SpeechGate already serves another Spotter (it holds one stream's "
+                                 "decisions); give each Spotter its own")
         return vad
     if isinstance(vad, (bool, np.bool_)):
         return SpeechGate(sample_rate) if vad else None
-    if isinstance(vad, (str, os.PathLike)):
+    if isinstance(vad, (str, os.PathLike)) and str(vad).lower().endswith(".onnx"):
         return SpeechGate(sample_rate, vad)
     raise VpklInputError(f"vad: expected True/False, a path to silero-vad's .onnx file or a SpeechGate, "
+                         f"got {vad!r}" if isinstance(vad, (str, os.PathLike)) else
+                         f"vad: expected True/False, a path to silero-vad's .onnx file or a SpeechGate, "
                          f"got {type(vad).__name__}")
 
 
@@ -258,6 +263,8 @@ class Spotter:
                                              per_keyword=bundle.keyword_thresholds)
         self._enc = CausalEncoder(bundle)
         self._vad = _speech_gate(vad, bundle.front_end.sample_rate)
+        if self._vad is not None:
+            self._vad.owner = self
         self._busy = threading.Lock()  # held by the one call in progress (see _exclusive)
         self.reset()
 

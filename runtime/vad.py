@@ -16,6 +16,7 @@ or give the path of an ``.onnx`` file of the same model.
 from __future__ import annotations
 
 import importlib.util
+import numbers
 import os
 
 import numpy as np
@@ -59,15 +60,19 @@ class SpeechGate:
     def __init__(self, sample_rate: int, model_path: str | os.PathLike | None = None,
                  threshold: float = 0.5, pad_s: float = 0.3):
         import onnxruntime as ort
-        if sample_rate not in (16000, 8000):
-            raise VpklInputError(f"vad: silero-vad works at 16000 or 8000 Hz; the bundle's rate is {sample_rate} Hz")
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise VpklInputError(f"vad threshold: expected a probability in [0, 1], got {threshold}")
-        if not float(pad_s) >= 0.0:
-            raise VpklInputError(f"vad pad_s: expected seconds >= 0, got {pad_s}")
+        if isinstance(sample_rate, bool) or sample_rate not in (16000, 8000):
+            raise VpklInputError(f"vad sample_rate: silero-vad works at 16000 or 8000 Hz, got {sample_rate!r}")
+        for name, v, ok in (("threshold", threshold, lambda x: 0.0 <= x <= 1.0),
+                            ("pad_s", pad_s, lambda x: 0.0 <= x < 60.0)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not ok(float(v)):
+                want = "a probability in [0, 1]" if name == "threshold" else "seconds, 0 <= pad_s < 60"
+                raise VpklInputError(f"vad {name}: expected {want}, got {v!r}")
         path = os.fspath(model_path) if model_path is not None else default_model_path()
+        if os.path.isdir(path):
+            raise VpklInputError(f"vad model {path}: is a folder, expected silero-vad's .onnx file")
         if not os.path.isfile(path):
-            raise VpklInputError(f"vad model {path}: no such file; {INSTALL_HINT}")
+            raise VpklInputError(f"vad model {path!r}: no such file (expected silero-vad's .onnx file, or vad=True "
+                                 "for the installed silero-vad package's)")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = 1
         try:
@@ -83,6 +88,7 @@ class SpeechGate:
         self.block = 512 if sample_rate == 16000 else 256
         self._context_n = 64 if sample_rate == 16000 else 32
         self.threshold, self.pad_s = float(threshold), float(pad_s)
+        self.owner = None   # the Spotter this gate serves (one stream's decisions: one gate per Spotter)
         self.reset()
 
     def reset(self) -> None:

@@ -111,6 +111,19 @@ def test_bad_vad_arguments_get_one_line(setup, tmp_path):
         Spotter(bundle, queries, vad=3)
     with pytest.raises(VpklInputError, match="16000 or 8000"):
         SpeechGate(22050)
+    with pytest.raises(VpklInputError, match=r"expected True/False, a path .* got 'yes'"):
+        Spotter(bundle, queries, vad="yes")
+    with pytest.raises(VpklInputError, match="expected True/False"):
+        Spotter(bundle, queries, vad=str(tmp_path))
+    with pytest.raises(VpklInputError, match="is a folder"):
+        SpeechGate(16000, tmp_path)
+    for bad in ({"pad_s": float("inf")}, {"pad_s": -1}, {"threshold": "a"}, {"threshold": 1.5}, {"threshold": True}):
+        with pytest.raises(VpklInputError, match="vad (pad_s|threshold): expected"):
+            SpeechGate(16000, **bad)
+    gate = SpeechGate(16000)
+    Spotter(bundle, queries, vad=gate)
+    with pytest.raises(VpklInputError, match="already serves another Spotter"):
+        Spotter(bundle, queries, vad=gate)
 
 
 @needs_silero
@@ -137,3 +150,14 @@ def test_evaluate_vad_needs_keyword_free_audio(tmp_path):
     m.write_text('{"audio": "%s", "words": [["seven", 0.5, 0.9]]}\n' % os.path.join(EXAMPLES, "example_1.wav"))
     r = run_cli("evaluate", "--manifest", str(m), "--queries", os.path.join(EXAMPLES, "queries"), "--vad")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--vad: only with what is streamed" in r.stderr
+
+
+@needs_silero
+def test_evaluate_vad_refuses_to_write_a_threshold_into_a_bundle(tmp_path):
+    """A threshold chosen with the gate holds only with it; bundles do not record the gate."""
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"audio": "%s", "words": []}\n' % os.path.join(EXAMPLES, "example_1.wav"))
+    r = run_cli("evaluate", "--manifest", str(m), "--queries", os.path.join(EXAMPLES, "queries"), "--vad",
+                "--target-fa-per-hour", "10", "--out-bundle", str(tmp_path / "b"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--vad with --out-bundle" in r.stderr
+    assert not (tmp_path / "b").exists()
