@@ -52,7 +52,7 @@ def cmd_train(a) -> int:
             raise VpklInputError(f"{name}: expected a share in [0, 1], got {v}")
     if a.keyword_free + a.mixed > 1.0:
         raise VpklInputError(f"--keyword-free + --mixed: expected at most 1 together, got {a.keyword_free + a.mixed:g}")
-    held = None if a.held_out_speaker == "none" else a.held_out_speaker
+    held = held_out_speaker(a.held_out_speaker, allow_none=True)
     if a.synth:
         from vpkl.training.synth_speech import make_speech
         if not os.path.isfile(os.path.join(a.synth, "index.jsonl")):
@@ -65,6 +65,17 @@ def cmd_train(a) -> int:
                       reversed_speech=a.reversed_speech, query_styles=a.query_styles)
     print(json.dumps(train(cfg), indent=2))
     return 0
+
+
+def held_out_speaker(name: str, allow_none: bool) -> str | None:
+    """--held-out-speaker: an FSDD speaker of the recipe (or 'none', where allowed) -> the name or None."""
+    from vpkl.training.digits_data import SPEAKERS
+    if allow_none and name == "none":
+        return None
+    if name not in SPEAKERS:
+        raise VpklInputError(f"--held-out-speaker: expected one of {', '.join(SPEAKERS)}"
+                             f"{' or none' if allow_none else ''}, got {name!r}")
+    return name
 
 
 def cmd_make_speech(a) -> int:
@@ -389,7 +400,8 @@ def cmd_make_dataset(a) -> int:
         raise VpklInputError("--synth: only with --negatives (it adds the held-out synthetic voices' sets)")
     if not a.minutes > 0:
         raise VpklInputError(f"--minutes: expected a positive number of minutes, got {a.minutes}")
-    res = make_dataset(a.data, a.out, a.val, a.test, a.per_keyword, a.seed, a.force)
+    res = make_dataset(a.data, a.out, a.val, a.test, a.per_keyword, a.seed, a.force,
+                       held_out_speaker(a.held_out_speaker, allow_none=False))
     if a.negatives:
         from vpkl.training.negative_sets import write_negative_sets
         if a.synth and not os.path.isfile(os.path.join(a.synth, "index.jsonl")):
@@ -569,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True)
     m.add_argument("--val", type=int, default=400, help="validation utterances")
     m.add_argument("--test", type=int, default=500, help="test utterances (held-out speaker)")
+    m.add_argument("--held-out-speaker", default="george", metavar="NAME",
+                   help="the FSDD speaker of the test split, kept out of validation (default george; for a "
+                        "leave-one-speaker-out fold, the one vpkl train --held-out-speaker kept out)")
     m.add_argument("--per-keyword", type=int, default=5, help="query images per keyword")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--force", action="store_true")

@@ -175,3 +175,20 @@ def test_styled_training_images_keep_labels_and_the_shipped_rendering():
     assert torch.equal(bank[:6], image_tensor(imgs, preset))
     assert torch.equal(bank[6:12], bank[:6])      # dark on light: the ink is found whatever its polarity
     assert not torch.equal(bank[12:18], bank[:6])  # resized: a new rendering, not a copy
+
+
+@needs_data
+def test_make_dataset_fold_speaker(tmp_path):
+    """--held-out-speaker: the test utterances are that speaker's recordings (their samples are found
+    in jackson's files, not george's); unknown names are refused in one line."""
+    from conftest import run_cli
+    from vpkl.training.make_dataset import write_split
+    write_split(str(tmp_path / "j"), DATA, "test", 2, seed=0, held_out="jackson")
+    rng = np.random.default_rng(dd.split_seed("test", 0))
+    u = dd.synthesize(rng, dd.load_fsdd(DATA, "test", "jackson"))
+    from vpkl.runtime.audio import read_audio
+    x = read_audio(str(tmp_path / "j" / "test_0000.wav"), 16000)
+    assert len(x) == len(u.samples) and np.max(np.abs(x - u.samples)) < 1e-4    # 16-bit rounding
+    r = run_cli("make-dataset", "--out", str(tmp_path / "o"), "--held-out-speaker", "bob")
+    assert r.returncode == 2 and "--held-out-speaker: expected one of george, jackson" in r.stderr
+    assert not (tmp_path / "o").exists()

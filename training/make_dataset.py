@@ -2,7 +2,7 @@
 
 Writes, under OUT:
 - ``val/manifest.jsonl`` + WAVs: the four training speakers' held-back recordings;
-- ``test/manifest.jsonl`` + WAVs: the held-out speaker;
+- ``test/manifest.jsonl`` + WAVs: the held-out speaker (george, or ``--held-out-speaker``);
 - ``queries/``: ``{keyword}_{n}.png`` held-out (test-split) digit images, ``per_keyword`` each;
 - ``val_queries/``: the same from the validation split.
 Utterances come from the same seeded generator as the training recipe's validation.
@@ -52,10 +52,10 @@ def write_queries(folder: str, split: str, per_keyword: int, style: str = "shipp
     return n
 
 
-def write_split(folder: str, data: str, split: str, n: int, seed: int) -> None:
+def write_split(folder: str, data: str, split: str, n: int, seed: int, held_out: str = dd.HELD_OUT_SPEAKER) -> None:
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(dd.split_seed(split, seed))
-    recs = dd.load_fsdd(data, split)
+    recs = dd.load_fsdd(data, split, held_out)
     rows = []
     for i in range(n):
         u = dd.synthesize(rng, recs)
@@ -67,8 +67,9 @@ def write_split(folder: str, data: str, split: str, n: int, seed: int) -> None:
 
 
 def make_dataset(data: str, out: str, n_val: int = 400, n_test: int = 500, per_keyword: int = 5,
-                 seed: int = 0, force: bool = False) -> dict:
-    """Write the evaluation data (see module docstring); refuses a non-empty OUT without ``force``."""
+                 seed: int = 0, force: bool = False, held_out: str = dd.HELD_OUT_SPEAKER) -> dict:
+    """Write the evaluation data (see module docstring); refuses a non-empty OUT without ``force``.
+    ``held_out``: the FSDD speaker of the test split, kept out of validation (a fold's speaker)."""
     if os.path.isdir(out) and os.listdir(out) and not force:
         raise VpklInputError(f"{out}: exists and is not empty; pass --force to write into it")
     for name, v in (("--val", n_val), ("--test", n_test)):
@@ -76,8 +77,8 @@ def make_dataset(data: str, out: str, n_val: int = 400, n_test: int = 500, per_k
             raise VpklInputError(f"{name}: expected at least 1 utterance, got {v}")
     check_per_keyword("test", per_keyword)
     check_per_keyword("val", per_keyword)
-    write_split(os.path.join(out, "val"), data, "val", n_val, seed)
-    write_split(os.path.join(out, "test"), data, "test", n_test, seed)
+    write_split(os.path.join(out, "val"), data, "val", n_val, seed, held_out)
+    write_split(os.path.join(out, "test"), data, "test", n_test, seed, held_out)
     q = write_queries(os.path.join(out, "queries"), "test", per_keyword)
     write_queries(os.path.join(out, "val_queries"), "val", per_keyword)
     for style in STYLES[1:]:   # the same digits as people draw and photograph them
