@@ -73,8 +73,8 @@ class CausalEncoder:
     Leading digital silence (a padded file, a device warming up) is not encoded: the stream
     begins at its first sound. Until a log-mel frame is heard, frames come out as zeros, not
     heard. From the first heard log-mel frame (on the conv's even grid: the front end's onset
-    rule, :func:`~vpkl.runtime.features.mute_onset`, makes it even, so frame numbers and times
-    stay those of the whole stream) the conv and the LSTMs start afresh, as on a stream that
+    rule, :func:`~vpkl.runtime.features.mute_onset`, makes it even; an odd one would be rounded
+    up, so frame numbers and times stay those of the whole stream) the conv and the LSTMs start afresh, as on a stream that
     began there: speech after a multiple of 20 ms of zeros is encoded exactly as without them.
     Running the LSTMs through the silence instead changed which near-threshold words fired
     (tests/test_silence.py).
@@ -122,7 +122,7 @@ class CausalEncoder:
             self._rows += len(feats)
             return self._silent_frames((self._rows - 1) // 2 - self.n_frames)
         j = self._rows + int(np.argmax(heard))            # the first heard log-mel frame
-        j0 = j - j % 2        # the stream restarts at log-mel frame j0 (even; the front end's onset rule makes j even)
+        j0 = j + j % 2        # the restart: log-mel frame j0, even (the front end's onset rule already makes j even)
         lead, _ = self._silent_frames(j0 // 2 - self.n_frames)
         self._started, self._skip = True, j0 - self._rows
         new, new_heard = self._encode(feats, heard)

@@ -221,3 +221,29 @@ def test_windows_of_digital_silence_alone_are_not_scored(shipped):
     res = detect(b, x, q)
     assert {r.keyword for r in res if r.detected} >= {"seven", "eight"}
     assert [(w.start, w.end) for w in scan(b, np.zeros(25 * SR, np.float32), q.embeddings)] == [(749, 1249)]
+
+
+@pytest.mark.parametrize("pad_s", [0.04, 0.3, 1.0])   # from 40 ms: 20 ms is under one 25 ms frame
+def test_causal_encoder_begins_at_the_first_sound(shipped, pad_s):
+    """Zeros before an example, fed in odd pieces (1 to 4999 samples): the frames before the sound
+    are zeros and not heard, and from frame pad_s * 50 on the causal frames are those of the example
+    alone (the reference: the same encoder on the example in one piece)."""
+    from vpkl.runtime.longaudio import CausalEncoder
+    b, _ = shipped
+    x = read_audio(f"{EXAMPLES}/example_2.wav", SR)
+    ref = CausalEncoder(b)
+    r, _ = ref(x)
+    r = np.concatenate([r, ref.finish()[0]])
+    y = np.concatenate([np.zeros(int(pad_s * SR), np.float32), x])
+    enc, rng, out, heard, i = CausalEncoder(b), np.random.default_rng(0), [], [], 0
+    while i < len(y):
+        n = int(rng.integers(1, 5000))
+        f, h = enc(y[i:i + n])
+        out.append(f), heard.append(h)
+        i += n
+    f, h = enc.finish()
+    got, heard = np.concatenate(out + [f]), np.concatenate(heard + [h])
+    lead = int(round(pad_s * 50))
+    assert len(got) == lead + len(r) and not heard[:lead].any() and heard[lead]
+    assert not got[:lead].any()
+    np.testing.assert_allclose(got[lead:], r, atol=1e-5)
