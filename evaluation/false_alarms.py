@@ -85,16 +85,28 @@ def false_alarms(bundle: Bundle, queries: QuerySet, sources: list, thresholds=TH
     """
     if not sources:
         raise VpklInputError("negatives: no keyword-free audio given")
+    from vpkl.runtime.checks import resolve_thresholds
+    from vpkl.runtime.stream import replay
     thresholds = list(thresholds)
+    per_query = [resolve_thresholds(thr if isinstance(thr, dict) else float(thr), queries.keywords, bundle.threshold,
+                                    per_keyword=bundle.keyword_thresholds) for thr in thresholds]
     sr = bundle.front_end.sample_rate
     counts = np.zeros((len(thresholds), len(queries)), np.int64)
     seconds = 0.0
+    step = int(round(CHUNK_S * sr))
     for src in (progress(sources) if progress else sources):
         name = src if isinstance(src, str) else "negative audio"
         x = as_samples(src, sr, name)
         seconds += len(x) / sr
-        for t, thr in enumerate(thresholds):
-            counts[t] += stream_detections(bundle, queries, x, thr, vad)
+        # one pass of the model; the firing rules are replayed at each threshold (same detections
+        # as a stream at that threshold: the scores do not depend on it)
+        sp = Spotter(bundle, queries, vad=vad)
+        sp.window_log = []
+        for i in range(0, len(x), step):
+            sp.feed(x[i:i + step])
+        sp.flush()
+        for t, thr in enumerate(per_query):
+            counts[t] += replay(sp.window_log, sp.firing_rules(), thr)
     hours = seconds / 3600.0
     return {"hours": hours, "thresholds": thresholds, "counts": counts,
             "fa_per_hour": counts / hours, "keywords": list(queries.keywords)}

@@ -197,6 +197,68 @@ def check_chunk(chunk, index: int) -> np.ndarray:
     return y
 
 
+class FiringRules:
+    """When a scored window makes a keyword fire (module docstring): S >= threshold, lookahead,
+    ``confirm`` consecutive windows within 2 frames, refractory distance. State: per query, the
+    pending frame and its count, and the frame of its last detection.
+
+    Kept apart from the scoring so that the same windows can be replayed at many thresholds
+    (:func:`replay`: a false-alarm curve from one pass of the model over the audio).
+    Lengths are in frames (:meth:`StreamConfig.frames`).
+    """
+
+    def __init__(self, lookahead: int, confirm: int, refractory: int):
+        self.lookahead, self.confirm, self.refractory = lookahead, confirm, refractory
+        self.pending = {}   # query index -> (frame, consecutive windows that put it there)
+        self.last = {}      # query index -> frame of its last detection
+
+    def skip(self) -> None:
+        """A window that was not scored (silence, no speech): confirmations start again."""
+        self.pending.clear()
+
+    def __call__(self, s: np.ndarray, placed: np.ndarray, end: int, final: bool, thresholds) -> list[int]:
+        """The queries that fire on a window ending (exclusive) at frame ``end``: ``s`` (Q,) scores,
+        ``placed`` (Q,) absolute localised frames, ``final``: the stream's last window (no
+        lookahead or confirmation needed), ``thresholds`` (Q,)."""
+        fired = []
+        for q in range(len(s)):
+            if s[q] < thresholds[q]:
+                self.pending.pop(q, None)
+                continue
+            frame = int(placed[q])
+            if not final:
+                if end - 1 - frame < self.lookahead:
+                    self.pending.pop(q, None)
+                    continue
+                p = self.pending.get(q)
+                n = p[1] + 1 if p is not None and abs(frame - p[0]) <= 2 else 1
+                self.pending[q] = (frame, n)
+                if n < self.confirm:
+                    continue
+            last = self.last.get(q)
+            if last is not None and abs(frame - last) < self.refractory:
+                continue
+            self.last[q] = frame
+            fired.append(q)
+        return fired
+
+
+def replay(log: list, rules: FiringRules, thresholds) -> np.ndarray:
+    """(Q,) int64 detections per query that a stream whose ``Spotter.window_log`` is ``log`` makes
+    at ``thresholds`` ((Q,) floats), with fresh ``rules``: what a Spotter at those thresholds
+    reports on the same audio (the scores do not depend on the thresholds)."""
+    counts = None
+    for w in log:
+        if w is None:
+            rules.skip()
+            continue
+        end, final, s, placed = w
+        counts = np.zeros(len(s), np.int64) if counts is None else counts
+        for q in rules(s, placed, end, final, thresholds):
+            counts[q] += 1
+    return counts if counts is not None else np.zeros(len(np.atleast_1d(thresholds)), np.int64)
+
+
 def _speech_gate(vad, sample_rate: int):
     """The Spotter's ``vad`` argument -> a SpeechGate or None (see :class:`Spotter`)."""
     from .vad import SpeechGate
@@ -243,7 +305,9 @@ class Spotter:
         thresholds: (Q,) float64 per query; chunks: chunks fed so far; n_frames: audio
         embeddings encoded so far; audio_s: seconds fed so far; last_window:
         :class:`WindowScores` of the window scored last (None before the first);
-        windows_scored: windows scored since the stream began (the compute the stream spent).
+        windows_scored: windows scored since the stream began (the compute the stream spent);
+        window_log: None, or a list to which each scored window's (end frame, final, (Q,) S,
+        (Q,) localised frames) is appended, and None for each window skipped (for :func:`replay`).
     Raises:
         VpklInputError: no queries, a threshold that is not a number in [0, 1], impossible config values,
             ``vad`` asked for without silero-vad installed (the message gives the install command).
@@ -297,12 +361,17 @@ class Spotter:
         self._heard = np.zeros(0, bool)  # per row of _causal: some of its log-mel frames were not silent
         self._first_heard = None         # the first such frame of the stream
         self._next_score = self._hop  # frame count at which the window is next scored
-        self._last = {}              # query index -> frame of its last detection
-        self._pending = {}           # query index -> (frame, consecutive windows that put it there)
+        self._rules = self.firing_rules()
+        self.window_log = None       # a list: every scored window's (end, final, S, frames) is appended, None per skip
         self.last_window = None      # WindowScores of the window scored last (for plots and checks)
         self.windows_scored = 0
         self.chunks = 0
         self._ended = False
+
+    def firing_rules(self) -> "FiringRules":
+        """Fresh :class:`FiringRules` with this stream's lookahead, confirmation and refractory
+        distance (for :func:`replay` of its ``window_log``)."""
+        return FiringRules(self._lookahead, self._confirm, self._refractory)
 
     @property
     def n_frames(self) -> int:
@@ -430,38 +499,24 @@ class Spotter:
         speech gate, a window holding no speech is not scored either."""
         start = max(end - self._window, 0)
         h = heard[start - base:end - base]
-        if not h.any():
-            self._pending.clear()
+        t = self.bundle.frame_time
+        if not h.any() or (self._vad is not None and not self._vad.speech_between(
+                float(t(start + int(np.argmax(h)))), float(t(end - 1)))):
+            self._rules.skip()
+            if self.window_log is not None:
+                self.window_log.append(None)
             return []
         start += int(np.argmax(h))
-        t = self.bundle.frame_time
-        if self._vad is not None and not self._vad.speech_between(float(t(start)), float(t(end - 1))):
-            self._pending.clear()
-            return []
         emb = self.bundle.encode_bidirectional(frames[start - base:end - base])
         s, att, _ = self.bundle.score(self.queries, emb)
         self.last_window = WindowScores(start, end, s, att)
         self.windows_scored += 1
+        placed = start + np.argmax(att, axis=1)          # (Q,) the localised frame of each query
+        if self.window_log is not None:
+            self.window_log.append((end, final, s.copy(), placed))
         out = []
-        for q in range(len(s)):
-            if s[q] < self.thresholds[q]:
-                self._pending.pop(q, None)
-                continue
-            a = int(np.argmax(att[q]))
-            frame = start + a
-            if not final:
-                if end - 1 - frame < self._lookahead:
-                    self._pending.pop(q, None)
-                    continue
-                p = self._pending.get(q)
-                n = p[1] + 1 if p is not None and abs(frame - p[0]) <= 2 else 1
-                self._pending[q] = (frame, n)
-                if n < self._confirm:
-                    continue
-            last = self._last.get(q)
-            if last is not None and abs(frame - last) < self._refractory:
-                continue
-            self._last[q] = frame
+        for q in self._rules(s, placed, end, final, self.thresholds):
+            a, frame = int(placed[q] - start), int(placed[q])
             lo, hi = attention_span(att[q], a, self.config.span_level)
             out.append(Detection(
                 keyword=self.queries.keywords[q], score=float(s[q]), threshold=float(self.thresholds[q]),

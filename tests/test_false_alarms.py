@@ -165,3 +165,18 @@ def test_the_cli_uses_a_bundles_keyword_thresholds(tmp_path):
     e = run_cli("evaluate", "--bundle", str(tmp_path / "b"), "--manifest", os.path.join(EXAMPLES, "examples.jsonl"),
                 "--queries", q, "--json")
     assert json.loads(e.stdout)["threshold"]["seven"] == 0.9
+
+
+@needs_words
+def test_replayed_thresholds_equal_a_stream_at_each_threshold(model):
+    """false_alarms runs the model once and replays the firing rules per threshold; the reference is
+    a fresh Spotter streamed at each threshold (stream_detections), one float and one per-keyword dict."""
+    b, q = model
+    files = sorted(os.path.join(WORDS, f) for f in os.listdir(WORDS) if f.endswith(".wav"))[:30]
+    x = np.concatenate([read_audio(f, 16000) for f in files])
+    per_kw = {"five": 0.7, "three": 0.6, "nine": 0.55}
+    thresholds = [0.55, 0.6, 0.65, per_kw]
+    fa = false_alarms(b, q, [x], thresholds=thresholds)
+    for t, thr in enumerate(thresholds):
+        np.testing.assert_array_equal(fa["counts"][t], stream_detections(b, q, x, thr))
+    assert fa["counts"][0].sum() > 0
