@@ -273,10 +273,8 @@ def _speech_gate(vad, sample_rate: int):
         return SpeechGate(sample_rate) if vad else None
     if isinstance(vad, (str, os.PathLike)) and str(vad).lower().endswith(".onnx"):
         return SpeechGate(sample_rate, vad)
-    raise VpklInputError(f"vad: expected True/False, a path to silero-vad's .onnx file or a SpeechGate, "
-                         f"got {vad!r}" if isinstance(vad, (str, os.PathLike)) else
-                         f"vad: expected True/False, a path to silero-vad's .onnx file or a SpeechGate, "
-                         f"got {type(vad).__name__}")
+    got = repr(vad) if isinstance(vad, (str, os.PathLike)) else type(vad).__name__
+    raise VpklInputError(f"vad: expected True/False, a path to silero-vad's .onnx file or a SpeechGate, got {got}")
 
 
 def attention_span(att: np.ndarray, at: int, level: float) -> tuple[int, int]:
