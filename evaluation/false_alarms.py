@@ -55,11 +55,7 @@ def stream_detections(bundle: Bundle, queries: QuerySet, audio: np.ndarray, thre
         (Q,) int64 detections per query (each one a false alarm when no keyword is said).
     """
     sp = Spotter(bundle, queries, threshold=threshold if isinstance(threshold, dict) else float(threshold), vad=vad)
-    step = int(round(CHUNK_S * bundle.front_end.sample_rate))
-    dets = []
-    for i in range(0, len(audio), step):
-        dets += sp.feed(audio[i:i + step])
-    dets += sp.flush()
+    dets = list(sp.run(audio, chunk_s=CHUNK_S))
     index = {k: i for i, k in enumerate(queries.keywords)}
     counts = np.zeros(len(queries), np.int64)
     for d in dets:
@@ -93,7 +89,6 @@ def false_alarms(bundle: Bundle, queries: QuerySet, sources: list, thresholds=TH
     sr = bundle.front_end.sample_rate
     counts = np.zeros((len(thresholds), len(queries)), np.int64)
     seconds = 0.0
-    step = int(round(CHUNK_S * sr))
     for src in (progress(sources) if progress else sources):
         name = src if isinstance(src, str) else "negative audio"
         x = as_samples(src, sr, name)
@@ -102,9 +97,8 @@ def false_alarms(bundle: Bundle, queries: QuerySet, sources: list, thresholds=TH
         # as a stream at that threshold: the scores do not depend on it)
         sp = Spotter(bundle, queries, vad=vad)
         sp.window_log = []
-        for i in range(0, len(x), step):
-            sp.feed(x[i:i + step])
-        sp.flush()
+        for _ in sp.run(x, chunk_s=CHUNK_S):
+            pass
         for t, thr in enumerate(per_query):
             counts[t] += replay(sp.window_log, sp.firing_rules(), thr)
     hours = seconds / 3600.0

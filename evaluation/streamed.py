@@ -19,10 +19,9 @@ from vpkl.runtime.bundle import Bundle
 from vpkl.runtime.queries import QuerySet
 from vpkl.runtime.stream import Spotter
 
+from .false_alarms import CHUNK_S
 from .manifest import Entry
 from .metrics import prf
-
-CHUNK_S = 0.1
 
 
 def streamed_metrics(bundle: Bundle, entries: list[Entry], queries: QuerySet, threshold, vad=False,
@@ -42,14 +41,13 @@ def streamed_metrics(bundle: Bundle, entries: list[Entry], queries: QuerySet, th
     kws = list(queries.keywords)
     thr = np.broadcast_to(np.asarray(threshold, np.float64), (len(kws),))
     sr = bundle.front_end.sample_rate
-    step = int(round(CHUNK_S * sr))
     tp = n_pred = n_true = placed = 0
     windows, seconds, compute = 0, 0.0, 0.0
     for e in (progress(entries) if progress else entries):
         x = as_samples(e.audio, sr, e.audio)
         sp = Spotter(bundle, queries, threshold=dict(zip(kws, map(float, thr))), vad=vad)
         t0 = time.perf_counter()
-        dets = [d for i in range(0, len(x), step) for d in sp.feed(x[i:i + step])] + sp.flush()
+        dets = list(sp.run(x, chunk_s=CHUNK_S))
         compute += time.perf_counter() - t0
         windows += sp.windows_scored
         seconds += len(x) / sr

@@ -29,11 +29,8 @@ def test_counts_by_hand(monkeypatch, tmp_path):
         def __init__(self, *a, **k):
             self.dets, self.windows_scored = said[next(order)], 3
 
-        def feed(self, x):
-            return []
-
-        def flush(self):
-            return [SimpleNamespace(keyword=k, time_s=t) for k, t in self.dets]
+        def run(self, x, chunk_s):
+            return iter([SimpleNamespace(keyword=k, time_s=t) for k, t in self.dets])
 
     monkeypatch.setattr(streamed, "Spotter", Stub)
     bundle = SimpleNamespace(front_end=SimpleNamespace(sample_rate=16000))
