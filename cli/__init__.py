@@ -401,7 +401,7 @@ def cmd_make_dataset(a) -> int:
     if not a.minutes > 0:
         raise VpklInputError(f"--minutes: expected a positive number of minutes, got {a.minutes}")
     res = make_dataset(a.data, a.out, a.val, a.test, a.per_keyword, a.seed, a.force,
-                       held_out_speaker(a.held_out_speaker, allow_none=False))
+                       held_out_speaker(a.held_out_speaker, allow_none=True))
     if a.negatives:
         from vpkl.training.negative_sets import write_negative_sets
         if a.synth and not os.path.isfile(os.path.join(a.synth, "index.jsonl")):
@@ -583,7 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--test", type=int, default=500, help="test utterances (held-out speaker)")
     m.add_argument("--held-out-speaker", default="george", metavar="NAME",
                    help="the FSDD speaker of the test split, kept out of validation (default george; for a "
-                        "leave-one-speaker-out fold, the one vpkl train --held-out-speaker kept out)")
+                        "leave-one-speaker-out fold, the one vpkl train --held-out-speaker kept out; none: "
+                        "validation holds every speaker and no test split is written)")
     m.add_argument("--per-keyword", type=int, default=5, help="query images per keyword")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--force", action="store_true")

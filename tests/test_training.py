@@ -1,4 +1,5 @@
 """Training recipe pieces: sampling targets, data synthesis facts, a seeded two-step run."""
+import json
 import numpy as np
 import pytest
 import torch
@@ -192,3 +193,23 @@ def test_make_dataset_fold_speaker(tmp_path):
     r = run_cli("make-dataset", "--out", str(tmp_path / "o"), "--held-out-speaker", "bob")
     assert r.returncode == 2 and "--held-out-speaker: expected one of george, jackson" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@needs_data
+def test_make_dataset_with_no_held_out_speaker(tmp_path):
+    """--held-out-speaker none (a model trained on all five): validation is drawn from every
+    speaker's recordings 0-4, george's among them, and no test split is written."""
+    from conftest import run_cli
+    r = run_cli("make-dataset", "--out", str(tmp_path / "o"), "--val", "3", "--per-keyword", "1",
+                "--held-out-speaker", "none")
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "o" / "test").exists()
+    rows = [json.loads(l) for l in open(tmp_path / "o" / "val" / "manifest.jsonl")]
+    assert len(rows) == 3
+    pool = dd.load_fsdd(DATA, "val", None)
+    assert {r.speaker for r in pool} == set(dd.SPEAKERS) and {r.index for r in pool} == set(range(5))
+    rng = np.random.default_rng(dd.split_seed("val", 0))
+    u = dd.synthesize(rng, pool)
+    from vpkl.runtime.audio import read_audio
+    x = read_audio(str(tmp_path / "o" / "val" / rows[0]["audio"]), 16000)
+    assert len(x) == len(u.samples) and np.max(np.abs(x - u.samples)) < 1e-4
