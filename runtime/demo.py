@@ -2,8 +2,9 @@
 runs the one on the others next to the truth.
 
 Examples are made from Free Spoken Digit Dataset recordings (CC BY-SA 4.0, see
-assets/examples/ATTRIBUTION.md) of the held-out speaker; queries are held-out handwritten
-digits from scikit-learn's copy of UCI optdigits.
+assets/examples/ATTRIBUTION.md) that no shipped model trained on (recordings 0-4 of each
+speaker; one example also says a Speech Commands word that is no keyword, one has a pause of
+digital silence); queries are held-out handwritten digits from scikit-learn's copy of UCI optdigits.
 """
 from __future__ import annotations
 
@@ -43,8 +44,12 @@ def run_demo(json_out: bool = False) -> int:
         report.append({"audio": r["audio"], "truth": truth, "detections": hits})
         if json_out:
             continue
-        print(f"{r['audio']}  (SNR {r['snr_db']:.0f} dB, peak {r['peak_dbfs']:.0f} dBFS)")
-        print("  said:     " + "   ".join(f"{w} @ {a:.2f}-{b:.2f}s" for w, a, b in truth))
+        spk = f"speaker {r['speaker']}, " if "speaker" in r else ""
+        print(f"{r['audio']}  ({spk}SNR {r['snr_db']:.0f} dB, peak {r['peak_dbfs']:.0f} dBFS)")
+        said = [(a, f"{w} @ {a:.2f}-{b:.2f}s") for w, a, b in truth]
+        said += [(a, f"({w} @ {a:.2f}-{b:.2f}s, no keyword)") for w, a, b in r.get("other_words", [])]
+        said += [(a, f"[digital silence {a:.2f}-{b:.2f}s]") for a, b in r.get("silence", [])]
+        print("  said:     " + "   ".join(text for _, text in sorted(said)))
         print("  detected: " + ("   ".join(f"{h['keyword']} @ {h['time_s']:.2f}s (S={h['score']:.2f})"
                                         f"{'' if h['correct'] else ' x'}" for h in sorted(hits, key=lambda h: h['time_s']))
                                 or "(nothing)"))

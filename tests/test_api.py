@@ -81,7 +81,8 @@ def test_model_loads_the_shipped_bundle_by_default(model, shipped_bundle):
 
 def test_detect_equals_the_functions_and_finds_the_spoken_words(model, reference):
     """Model.detect gives what Bundle.load + enrol + detect give, and its detections are mostly where
-    examples.jsonl says the keyword was spoken (the README's demo: 7 of 8 detections, 7 of 13 words)."""
+    examples.jsonl says the keyword was spoken (the README's demo: 10 of 13 detections, 10 of 12 words;
+    of the others one falls on the word "happy", which is no keyword, two near an utterance's end)."""
     b, qs = reference
     correct = wrong = found = said = 0
     for ex in examples():
@@ -96,7 +97,7 @@ def test_detect_equals_the_functions_and_finds_the_spoken_words(model, reference
         said += len({w for w, _, _ in ex["words"]})
         found += sum(r.detected and any(w == r.keyword and a <= r.time_s <= e for w, a, e in ex["words"])
                      for r in got)
-    assert correct >= 7 and wrong <= 1 and found >= 7 and said == 10
+    assert correct >= 10 and wrong <= 3 and found >= 10 and said == 12
     # samples in memory give the same as the file
     x = read_audio(os.path.join(EXAMPLES, "example_2.wav"), 16000)
     assert [r.score for r in model.detect(x)] == [r.score for r in detect(b, x, qs)]

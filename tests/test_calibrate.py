@@ -59,7 +59,8 @@ def test_int8_bundle_against_fp32(shipped_bundle, int8, example_wavs):
     for wav in example_wavs:
         r32, r8 = detect(b32, wav, q32), detect(b8, wav, q8, b32.threshold)
         assert max(abs(a.score - b.score) for a, b in zip(r32, r8)) < 0.03
-        assert [a.keyword for a in r32 if a.detected] == [b.keyword for b in r8 if b.detected]
+        # the same decisions, but where fp32's S is within int8's difference of the threshold
+        assert all(a.detected == b.detected or abs(a.score - a.threshold) < 0.03 for a, b in zip(r32, r8))
 
 
 def test_calibration_table_is_reused(shipped_bundle, int8, tmp_path):

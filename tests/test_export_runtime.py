@@ -134,7 +134,10 @@ def test_fp16_bundle(random_bundle, example_wavs, example_queries, tmp_path):
         s32 = np.array([r.score for r in detect(b32, wav, q32)])
         s16 = np.array([r.score for r in detect(b16, wav, q16)])
         assert np.abs(s32 - s16).max() < PARITY_TOL_FP16
+        x = read_audio(wav, 16000)
         sp = Spotter(b16, q16, threshold=1.0)  # streamed: the final window is the whole utterance
-        sp.feed(read_audio(wav, 16000))
+        if len(x) > sp.config.window_s * 16000:
+            continue                           # (example_4, 3.2 s, is longer than the 3 s window)
+        sp.feed(x)
         sp.flush()
         assert np.abs(sp.last_window.scores - s16).max() < 1e-5

@@ -99,24 +99,30 @@ def test_detections_do_not_depend_on_the_chunking(shipped, example_wavs):
 
 
 def test_each_detection_is_what_detect_says_of_the_audio_heard(shipped, example_wavs):
-    """Each shipped example as a stream (all shorter than the 3 s window): every streamed detection
-    is offline `detect` on the audio that gives exactly the frames of the window that fired it
-    (same S, same frame), and every keyword `detect` finds in the whole file is streamed at its place."""
+    """Each shipped example as a stream: every streamed detection fired by a window that starts at
+    the first frame (all but the end of example_4, 3.2 s against the 3 s window) is offline
+    `detect` on the audio that gives exactly the frames of that window (same S, same frame), and
+    every keyword `detect` finds in the whole file is streamed at its place. (The stream may also
+    report a keyword whose S passes the threshold on the audio heard so far and not on the whole
+    file: it decides on what it has heard.)"""
     b, qs = shipped
     fe = b.front_end
+    checked = 0
     for wav in example_wavs:
         x = read_audio(wav, 16000)
         dets = run(Spotter(b, qs), x, 1600)
         for d in dets:
             start, end = d.window
-            assert start == 0
+            if start:
+                continue
             heard = x[:min(len(x), 2 * end * fe.hop_length + fe.win_length)]  # 2 end + 1 log-mel frames: end frames
             r = next(r for r in detect(b, heard, qs) if r.keyword == d.keyword)
             assert r.detected and r.frame == d.frame and abs(r.score - d.score) < 1e-5, (wav, d, r)
+            checked += 1
         for r in detect(b, wav, qs):
             if r.detected:
                 assert any(d.keyword == r.keyword and abs(d.frame - r.frame) <= 2 for d in dets), (wav, r)
-        assert {d.keyword for d in dets} == {r.keyword for r in detect(b, wav, qs) if r.detected}
+    assert checked >= 8
 
 
 def test_one_spoken_word_gives_one_detection(shipped, example_wavs):
@@ -135,10 +141,10 @@ def test_one_spoken_word_gives_one_detection(shipped, example_wavs):
 
 def test_detection_fields(shipped, example_wavs):
     b, qs = shipped
-    sp = Spotter(b, qs, threshold={"four": 0.5})
-    x = read_audio(example_wavs[2], 16000)  # "two four"; four is detected
+    sp = Spotter(b, qs, threshold={"one": 0.5})
+    x = read_audio(example_wavs[2], 16000)  # "three (happy) one seven"; one is detected
     dets = run(sp, x, 1600)
-    d = next(d for d in dets if d.keyword == "four")
+    d = next(d for d in dets if d.keyword == "one")
     assert d.threshold == 0.5 and d.score >= 0.5
     assert d.time_s == pytest.approx(b.frame_time(d.frame))
     assert d.span[0] <= d.frame <= d.span[1] and d.span_s[0] <= d.time_s <= d.span_s[1]

