@@ -133,6 +133,23 @@ class NoiseBank:
         return x[start:start + n]
 
 
+def mix_at_level(rng: np.random.Generator, pieces: list, peak_dbfs=(-30.0, -3.0), snr_db=(5.0, 35.0),
+                 noise_bank: NoiseBank | None = None) -> tuple[np.ndarray, float, float]:
+    """Pauses and words (``pieces``: pause, word, pause, ..., 1-D sample arrays at 16 kHz) joined,
+    scaled to a random speech peak (dBFS, drawn from ``peak_dbfs``) and mixed with noise at a
+    random SNR (dB, from ``snr_db``, over the words' power): (float32 samples, snr_db, peak_dbfs).
+    ``noise_bank`` crops pre-drawn noise; without it, coloured noise is drawn afresh."""
+    speech = np.concatenate(pieces).astype(np.float64)
+    peak = float(rng.uniform(*peak_dbfs))
+    gain = 10 ** (peak / 20) / (np.max(np.abs(speech)) + 1e-12)
+    speech *= gain
+    speech_power = np.mean(np.concatenate(pieces[1::2]).astype(np.float64) ** 2) * gain ** 2
+    snr = float(rng.uniform(*snr_db))
+    noise = noise_bank(rng, len(speech)) if noise_bank else coloured_noise(rng, len(speech), float(rng.uniform(0, 2)))
+    noise = noise * np.sqrt(speech_power / 10 ** (snr / 10))
+    return np.clip(speech + noise, -1.0, 1.0).astype(np.float32), snr, peak
+
+
 def synthesize(rng: np.random.Generator, recordings: list[Recording], n_words=(2, 5),
                pause_s=(0.05, 0.5), peak_dbfs=(-30.0, -3.0), snr_db=(5.0, 35.0),
                noise_bank: NoiseBank | None = None) -> Utterance:
@@ -151,15 +168,7 @@ def synthesize(rng: np.random.Generator, recordings: list[Recording], n_words=(2
         words.append((KEYWORDS[r.digit], t / SAMPLE_RATE, (t + len(r.samples)) / SAMPLE_RATE))
         t += len(r.samples)
     pieces.append(np.zeros(int(rng.uniform(*pause_s) * SAMPLE_RATE), np.float32))
-    speech = np.concatenate(pieces).astype(np.float64)
-    peak = float(rng.uniform(*peak_dbfs))
-    gain = 10 ** (peak / 20) / (np.max(np.abs(speech)) + 1e-12)
-    speech *= gain
-    speech_power = np.mean(np.concatenate(pieces[1::2]).astype(np.float64) ** 2) * gain ** 2
-    snr = float(rng.uniform(*snr_db))
-    noise = noise_bank(rng, len(speech)) if noise_bank else coloured_noise(rng, len(speech), float(rng.uniform(0, 2)))
-    noise = noise * np.sqrt(speech_power / 10 ** (snr / 10))
-    mix = np.clip(speech + noise, -1.0, 1.0).astype(np.float32)
+    mix, snr, peak = mix_at_level(rng, pieces, peak_dbfs, snr_db, noise_bank)
     return Utterance(mix, words, snr, peak)
 
 

@@ -135,13 +135,8 @@ def _with_word(rng, recs: list, word: np.ndarray, name: str):
         (words if kw else other).append((kw or name, t / dd.SAMPLE_RATE, (t + len(x)) / dd.SAMPLE_RATE))
         t += len(x)
     pieces.append(np.zeros(int(0.2 * dd.SAMPLE_RATE)))
-    speech = np.concatenate(pieces)
-    peak = float(rng.uniform(-25.0, -10.0))
-    gain = 10 ** (peak / 20) / np.max(np.abs(speech))
-    power = np.mean(np.concatenate(pieces[1::2]) ** 2) * gain ** 2
-    snr = float(rng.uniform(15.0, 25.0))
-    noise = dd.coloured_noise(rng, len(speech), float(rng.uniform(0, 2))) * np.sqrt(power / 10 ** (snr / 10))
-    return np.clip(speech * gain + noise, -1, 1).astype(np.float32), words, other, snr, peak
+    x, snr, peak = dd.mix_at_level(rng, pieces, (-25.0, -10.0), (15.0, 25.0))
+    return x, words, other, snr, peak
 
 
 def _with_silence(u: dd.Utterance, seconds: float):
