@@ -400,8 +400,10 @@ def cmd_make_dataset(a) -> int:
         raise VpklInputError("--synth: only with --negatives (it adds the held-out synthetic voices' sets)")
     if not a.minutes > 0:
         raise VpklInputError(f"--minutes: expected a positive number of minutes, got {a.minutes}")
-    res = make_dataset(a.data, a.out, a.val, a.test, a.per_keyword, a.seed, a.force,
-                       held_out_speaker(a.held_out_speaker, allow_none=True))
+    held = held_out_speaker(a.held_out_speaker, allow_none=True)
+    if held is None and a.test is not None:
+        raise VpklInputError("--test: no test split with --held-out-speaker none (every speaker is in validation)")
+    res = make_dataset(a.data, a.out, a.val, 500 if a.test is None else a.test, a.per_keyword, a.seed, a.force, held)
     if a.negatives:
         from vpkl.training.negative_sets import write_negative_sets
         if a.synth and not os.path.isfile(os.path.join(a.synth, "index.jsonl")):
@@ -580,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data", default=DEFAULT_DATA)
     m.add_argument("--out", required=True)
     m.add_argument("--val", type=int, default=400, help="validation utterances")
-    m.add_argument("--test", type=int, default=500, help="test utterances (held-out speaker)")
+    m.add_argument("--test", type=int, default=None, help="test utterances (held-out speaker; default 500)")
     m.add_argument("--held-out-speaker", default="george", metavar="NAME",
                    help="the FSDD speaker of the test split, kept out of validation (default george; for a "
                         "leave-one-speaker-out fold, the one vpkl train --held-out-speaker kept out; none: "

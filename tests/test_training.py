@@ -206,6 +206,9 @@ def test_make_dataset_with_no_held_out_speaker(tmp_path):
     assert not (tmp_path / "o" / "test").exists()
     rows = [json.loads(l) for l in open(tmp_path / "o" / "val" / "manifest.jsonl")]
     assert len(rows) == 3
+    r = run_cli("make-dataset", "--out", str(tmp_path / "t"), "--held-out-speaker", "none", "--test", "5")
+    assert r.returncode == 2 and "--test: no test split with --held-out-speaker none" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "t").exists()
     pool = dd.load_fsdd(DATA, "val", None)
     assert {r.speaker for r in pool} == set(dd.SPEAKERS) and {r.index for r in pool} == set(range(5))
     rng = np.random.default_rng(dd.split_seed("val", 0))
