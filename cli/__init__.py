@@ -47,7 +47,7 @@ def cmd_train(a) -> int:
         raise VpklInputError(f"--concat: expected a probability in [0, 1], got {a.concat}")
     if a.concat > 0 and a.sampling != "all_pairs":
         raise VpklInputError(f"--concat: only works with --sampling all_pairs, got --sampling {a.sampling}")
-    for name, v in (("--keyword-free", a.keyword_free), ("--mixed", a.mixed)):
+    for name, v in (("--keyword-free", a.keyword_free), ("--mixed", a.mixed), ("--long-context", a.long_context)):
         if not 0.0 <= v <= 1.0:
             raise VpklInputError(f"{name}: expected a share in [0, 1], got {v}")
     if a.keyword_free + a.mixed > 1.0:
@@ -62,7 +62,7 @@ def cmd_train(a) -> int:
                       seed=a.seed, sampling=a.sampling, loss=a.loss,
                       prototypes=not a.no_prototypes, threads=a.threads, concat=a.concat,
                       keyword_free=a.keyword_free, mixed=a.mixed, synth=a.synth, held_out_speaker=held,
-                      reversed_speech=a.reversed_speech, query_styles=a.query_styles)
+                      reversed_speech=a.reversed_speech, query_styles=a.query_styles, long_context=a.long_context)
     print(json.dumps(train(cfg), indent=2))
     return 0
 
@@ -476,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--synth", metavar="DIR", default=None,
                    help="synthetic speech cache (made there first if missing: vpkl make-speech): its voices say the "
                         "digits as extra speakers, its keyword-free text joins the negatives")
+    t.add_argument("--long-context", type=float, default=0.0, metavar="P",
+                   help="share of training utterances with 0.5-2.5 s of noise before the first word and pauses of "
+                        "up to 1 s, as a stream's window has (default 0)")
     t.add_argument("--reversed-speech", action="store_true",
                    help="with --keyword-free/--mixed: real recordings played backwards join the non-keyword pieces")
     t.add_argument("--query-styles", action="store_true",

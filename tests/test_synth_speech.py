@@ -49,6 +49,7 @@ def test_espeak_digits_and_text_cached_once(tmp_path):
     (["make-speech", "--out", "OUT", "--sentences", "-1"], "--sentences: expected a count >= 0"),
     (["train", "--out", "OUT/m.ckpt", "--keyword-free", "0.7", "--mixed", "0.5"], "at most 1 together"),
     (["train", "--out", "OUT/m.ckpt", "--mixed", "2"], "--mixed: expected a share in [0, 1]"),
+    (["train", "--out", "OUT/m.ckpt", "--long-context", "-0.1"], "--long-context: expected a share in [0, 1]"),
 ])
 def test_bad_flags_are_one_line(args, message, tmp_path):
     from conftest import run_cli

@@ -117,6 +117,32 @@ def test_composed_utterances_of_each_kind():
     assert digits_only.words and all(w == "seven" for w, _, _ in digits_only.words)
 
 
+def test_long_context_utterances_put_each_word_where_it_says():
+    """p_long=1: every utterance starts with at least 0.5 s before its first word, and each word's
+    span holds that word's recording (white noise seeded per digit: correlation > 0.8 at the span,
+    as SNRs of 5 dB and up give at least 0.87, and < 0.3 10 ms off it); p_long=0 gives no long lead-in."""
+    from vpkl.training import negatives as ng
+    rng = np.random.default_rng(3)
+    word = {d: np.random.default_rng(100 + d).uniform(-0.5, 0.5, 6400).astype(np.float32) for d in (2, 7)}
+    recs = [dd.Recording(d, "x", 0, x) for d, x in word.items()]
+    fillers = ng.Fillers(words=[np.random.default_rng(9).uniform(-0.5, 0.5, 4800).astype(np.float32)])
+    leads = []
+    for i in range(30):
+        u = ng.compose(rng, recs, fillers, p_free=0.0, p_mixed=0.5, p_digital_silence=0.0, p_long=1.0)
+        assert 1 <= len(u.words) <= 2
+        leads.append(u.words[0][1])
+        for w, a, b in u.words:
+            ref = word[dd.KEYWORDS.index(w)]
+            seg = u.samples[int(round(a * 16000)):][:len(ref)].astype(np.float64)
+            assert len(seg) == len(ref) and abs(b - a - 0.4) < 1e-3
+            assert np.corrcoef(seg, ref)[0, 1] > 0.8, (i, w, a)
+            off = u.samples[int(round(a * 16000)) + 160:][:len(ref) - 160].astype(np.float64)
+            assert abs(np.corrcoef(off, ref[:len(off)])[0, 1]) < 0.3
+    assert min(leads) >= 0.5 and max(leads) > 1.5
+    short = [ng.compose(rng, recs, fillers, 0.0, 0.0, p_digital_silence=0.0).words[0][1] for _ in range(30)]
+    assert max(short) <= 0.5                  # digits alone, no long context: one short pause first
+
+
 def test_non_speech_kinds_and_trim():
     from vpkl.training import negatives as ng
     rng = np.random.default_rng(1)

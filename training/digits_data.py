@@ -152,17 +152,18 @@ def mix_at_level(rng: np.random.Generator, pieces: list, peak_dbfs=(-30.0, -3.0)
 
 def synthesize(rng: np.random.Generator, recordings: list[Recording], n_words=(2, 5),
                pause_s=(0.05, 0.5), peak_dbfs=(-30.0, -3.0), snr_db=(5.0, 35.0),
-               noise_bank: NoiseBank | None = None) -> Utterance:
+               noise_bank: NoiseBank | None = None, lead_s: tuple | None = None) -> Utterance:
     """One utterance of random digits (see module docstring).
 
     ``noise_bank`` (training) crops pre-drawn noise; without it (evaluation data) fresh
-    noise is drawn for every utterance.
+    noise is drawn for every utterance. ``lead_s``: the range (seconds) of the pause before the
+    first word, when it differs from ``pause_s`` (a long lead-in of noise bed, as a stream has).
     """
     k = int(rng.integers(n_words[0], n_words[1] + 1))
     picks = [recordings[int(i)] for i in rng.integers(0, len(recordings), size=k)]
     pieces, words, t = [], [], 0
-    for r in picks:
-        gap = np.zeros(int(rng.uniform(*pause_s) * SAMPLE_RATE), np.float32)
+    for j, r in enumerate(picks):
+        gap = np.zeros(int(rng.uniform(*(lead_s if j == 0 and lead_s else pause_s)) * SAMPLE_RATE), np.float32)
         pieces += [gap, r.samples]
         t += len(gap)
         words.append((KEYWORDS[r.digit], t / SAMPLE_RATE, (t + len(r.samples)) / SAMPLE_RATE))

@@ -138,50 +138,80 @@ class Fillers:
         return x[start:start + n]
 
 
+LONG_LEAD_S = (0.5, 2.5)          # long-context utterances: noise before the first word (s)
+LONG_PAUSE_S = (0.05, 1.0)        # ... and pauses between and after the words (s)
+PAUSE_S = (0.05, 0.5)             # other utterances: every pause, the first included (s)
+QUIET_LEAD_DBFS = (-70.0, -30.0)  # RMS of a lead-in that is not the utterance's own noise bed
+
+
 def compose(rng: np.random.Generator, recordings: list, fillers: Fillers, p_free: float, p_mixed: float,
-            p_digital_silence: float = 0.15, noise_bank: dd.NoiseBank | None = None) -> dd.Utterance:
+            p_digital_silence: float = 0.15, noise_bank: dd.NoiseBank | None = None,
+            p_long: float = 0.0) -> dd.Utterance:
     """One training utterance: keyword-free (``p_free``), digits mixed with fillers (``p_mixed``),
     or digits alone (otherwise, as :func:`~vpkl.training.digits_data.synthesize`).
 
     Level and noise as in ``synthesize``; speech power for the SNR is measured over all the
     speech pieces. With ``p_digital_silence`` the utterance is framed by 0.1-1 s of exact zeros
     (a padded file, a device warming up), the noise not reaching into them.
+
+    With ``p_long`` the utterance has long context: 0.5-2.5 s of noise before its first word
+    and pauses of up to 1 s, with fewer words (1-2 digits, 1-2 pieces) so that it stays about as
+    long as the others. Half of these lead-ins are the utterance's own noise bed, half are
+    coloured noise at an RMS of -70 to -30 dBFS whatever the utterance's level (a quiet room
+    before someone speaks up close, or a noisy one before a distant talker). Why: the running
+    normaliser and the LSTMs start from what came before the word, and utterances that started
+    at most 0.5 s before their first word taught the model to miss words after a second of
+    anything (README, *Streaming*). 0 draws no random number for it, so older recipes replay exactly.
     """
+    long = p_long > 0 and rng.random() < p_long
+    quiet_lead = long and rng.random() < 0.5
+    lead = LONG_LEAD_S if long and not quiet_lead else PAUSE_S
+    pause = LONG_PAUSE_S if long else PAUSE_S
     u = rng.random()
     kind = "free" if u < p_free else "mixed" if u < p_free + p_mixed else "digits"
     if kind == "digits" or not fillers:
-        return dd.synthesize(rng, recordings, noise_bank=noise_bank)
+        if long:
+            utt = dd.synthesize(rng, recordings, n_words=(1, 2), pause_s=pause, lead_s=lead, noise_bank=noise_bank)
+        else:
+            return dd.synthesize(rng, recordings, noise_bank=noise_bank)
+        mix, words, snr, peak = utt.samples, utt.words, utt.snr_db, utt.peak_dbfs
+    else:
+        mix, words, snr, peak = _with_fillers(rng, recordings, fillers, kind, long, lead, pause, noise_bank)
+    if quiet_lead:
+        n = int(rng.uniform(*LONG_LEAD_S) * dd.SAMPLE_RATE)
+        x = noise_bank(rng, n) if noise_bank else dd.coloured_noise(rng, n, float(rng.uniform(0, 2)))
+        mix = np.concatenate([(x * 10 ** (rng.uniform(*QUIET_LEAD_DBFS) / 20)).astype(np.float32), mix])
+        words = [(w, s + n / dd.SAMPLE_RATE, e + n / dd.SAMPLE_RATE) for w, s, e in words]
+    if rng.random() < p_digital_silence:
+        a, b = (int(rng.uniform(0.1, 1.0) * dd.SAMPLE_RATE) for _ in range(2))
+        mix = np.concatenate([np.zeros(a, np.float32), mix, np.zeros(b, np.float32)])
+        words = [(w, s + a / dd.SAMPLE_RATE, e + a / dd.SAMPLE_RATE) for w, s, e in words]
+    return dd.Utterance(np.clip(mix, -1.0, 1.0).astype(np.float32), words, snr, peak)
+
+
+def _with_fillers(rng, recordings, fillers, kind, long, lead, pause, noise_bank) -> tuple:
+    """(samples, words, snr_db, peak_dbfs) of a keyword-free or mixed utterance (see compose)."""
     items = []                                   # (samples, keyword or None)
+    most = 2 if long else 3
     if kind == "free":
-        for _ in range(int(rng.integers(1, 5))):
+        for _ in range(int(rng.integers(1, most + 2))):
             if rng.random() < 0.2:
                 items.append((non_speech(rng, int(rng.uniform(0.2, 1.0) * dd.SAMPLE_RATE)) * rng.uniform(0.05, 1), None))
             else:
                 items.append((fillers.piece(rng), None))
     else:
-        for r in (recordings[int(i)] for i in rng.integers(0, len(recordings), size=int(rng.integers(1, 4)))):
+        for r in (recordings[int(i)] for i in rng.integers(0, len(recordings), size=int(rng.integers(1, most + 1)))):
             items.append((r.samples, dd.KEYWORDS[r.digit]))
-        for _ in range(int(rng.integers(1, 4))):
+        for _ in range(int(rng.integers(1, most + 1))):
             items.insert(int(rng.integers(0, len(items) + 1)), (fillers.piece(rng), None))
     pieces, words, t = [], [], 0
-    for x, kw in items:
-        gap = np.zeros(int(rng.uniform(0.05, 0.5) * dd.SAMPLE_RATE))
+    for j, (x, kw) in enumerate(items):
+        gap = np.zeros(int(rng.uniform(*(lead if j == 0 else pause)) * dd.SAMPLE_RATE))
         pieces += [gap, np.asarray(x, np.float64)]
         t += len(gap)
         if kw is not None:
             words.append((kw, t / dd.SAMPLE_RATE, (t + len(x)) / dd.SAMPLE_RATE))
         t += len(x)
-    pieces.append(np.zeros(int(rng.uniform(0.05, 0.5) * dd.SAMPLE_RATE)))
-    speech = np.concatenate(pieces)
-    peak = float(rng.uniform(-30.0, -3.0))
-    gain = 10 ** (peak / 20) / (np.max(np.abs(speech)) + 1e-12)
-    speech *= gain
-    power = np.mean(np.concatenate(pieces[1::2]) ** 2) * gain ** 2
-    snr = float(rng.uniform(5.0, 35.0))
-    noise = noise_bank(rng, len(speech)) if noise_bank else dd.coloured_noise(rng, len(speech), float(rng.uniform(0, 2)))
-    mix = speech + noise * np.sqrt(power / 10 ** (snr / 10))
-    if rng.random() < p_digital_silence:
-        a, b = (int(rng.uniform(0.1, 1.0) * dd.SAMPLE_RATE) for _ in range(2))
-        mix = np.concatenate([np.zeros(a), mix, np.zeros(b)])
-        words = [(w, s + a / dd.SAMPLE_RATE, e + a / dd.SAMPLE_RATE) for w, s, e in words]
-    return dd.Utterance(np.clip(mix, -1.0, 1.0).astype(np.float32), words, snr, peak)
+    pieces.append(np.zeros(int(rng.uniform(*pause) * dd.SAMPLE_RATE)))
+    mix, snr, peak = dd.mix_at_level(rng, pieces, noise_bank=noise_bank)
+    return mix, words, snr, peak

@@ -30,6 +30,10 @@ Keyword-free speech (``keyword_free``, ``mixed``, ``synth``; off by default): ut
 keyword and digits mixed with non-digit words, from :mod:`vpkl.training.negatives`, so the model
 learns to stay quiet on other speech; synthetic voices also say the digits as extra speakers.
 
+Long context (``long_context``, off by default): that share of utterances starts with 0.5-2.5 s of
+noise bed and has pauses of up to 1 s (:func:`vpkl.training.negatives.compose`), as a stream's
+window has; without it, words after a pause of a second were missed in streams (README, *Streaming*).
+
 At the end the detection threshold is chosen on the validation split (best F1) and
 stored in the checkpoint with the keyword names.
 """
@@ -78,6 +82,7 @@ class TrainConfig:
     held_out_speaker: str | None = dd.HELD_OUT_SPEAKER  # None: train on every FSDD speaker
     reversed_speech: bool = False  # keyword-free pieces also from real recordings played backwards
     query_styles: bool = False     # images also drawn dark, resized and photographed (query_styles)
+    long_context: float = 0.0      # share of utterances with a long lead-in and long pauses (negatives.compose)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -221,8 +226,8 @@ def step_loss(model: VPKLModel, cfg: TrainConfig, rng, recs, images, by_label, n
               fillers: ng.Fillers | None = None) -> tuple[torch.Tensor, float]:
     """One batch: (loss, batch AUC of S). ``prototypes``: (K, M, D) keyword prototypes or None;
     ``fillers``: non-keyword material (None or empty: digits-only utterances, the old recipe)."""
-    if fillers:
-        utts = [ng.compose(rng, recs, fillers, cfg.keyword_free, cfg.mixed, noise_bank=noise)
+    if fillers or cfg.long_context > 0:
+        utts = [ng.compose(rng, recs, fillers, cfg.keyword_free, cfg.mixed, noise_bank=noise, p_long=cfg.long_context)
                 for _ in range(cfg.batch_size)]
     else:
         utts = [dd.synthesize(rng, recs, noise_bank=noise) for _ in range(cfg.batch_size)]
@@ -303,6 +308,8 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
     torch.set_num_threads(cfg.threads)
     rng = seed_everything(cfg.seed)
     model = build_model(preset)
+    if not 0.0 <= cfg.long_context <= 1.0:
+        raise ValueError(f"long_context must be a share in [0, 1], got {cfg.long_context}")
     if not (0.0 <= cfg.keyword_free and 0.0 <= cfg.mixed and cfg.keyword_free + cfg.mixed <= 1.0):
         raise ValueError(f"keyword_free and mixed must be shares adding to at most 1, got {cfg.keyword_free}, {cfg.mixed}")
     recs = dd.load_fsdd(cfg.data, "train", cfg.held_out_speaker)
