@@ -275,8 +275,8 @@ def cmd_evaluate(a) -> int:
     if a.vad and a.out_bundle:
         raise VpklInputError("--vad with --out-bundle: a threshold chosen with the speech gate holds only with it, "
                              "and a bundle does not record the gate; choose it without --vad")
-    if a.vad and not (negatives or a.streamed):
-        raise VpklInputError("--vad: only with what is streamed: --streamed, or keyword-free audio (--negatives PATH, "
+    if a.vad and not (negatives or a.streamed or a.running):
+        raise VpklInputError("--vad: only with what is streamed: --streamed, --running, or keyword-free audio (--negatives PATH, "
                              "or manifest lines with no words)")
     progress = None
     if not a.json and sys.stderr.isatty():
@@ -290,6 +290,10 @@ def cmd_evaluate(a) -> int:
         from vpkl.evaluation.streamed import streamed_metrics
         res["streamed"] = streamed_metrics(bundle, [e for e in entries if e.words], queries, thr, a.vad, progress)
         res["streamed"]["vad"] = bool(a.vad)
+    if a.running:
+        from vpkl.evaluation.streamed import running_metrics
+        res["running"] = running_metrics(bundle, [e for e in entries if e.words], queries, thr, a.vad, progress=progress)
+        res["running"]["vad"] = bool(a.vad)
     if negatives:
         from vpkl.evaluation.false_alarms import false_alarm_report, write_thresholds
         res["false_alarms"] = false_alarm_report(bundle, queries, negatives, scored, thr, a.det,
@@ -319,6 +323,12 @@ def cmd_evaluate(a) -> int:
         print(f"\nstreamed as `vpkl stream{' --vad' if a.vad else ''}` runs (each utterance one stream, 100 ms chunks): "
               f"det P {d['precision']:.3f} R {d['recall']:.3f} F1 {d['f1']:.3f} | loc P {l['precision']:.3f} "
               f"R {l['recall']:.3f} F1 {l['f1']:.3f} | {r['windows_scored']} windows scored, RTF {r['rtf']:.4f}")
+    if a.running:
+        r = res["running"]
+        d, l = r["detection"], r["localisation"]
+        print(f"\nrunning speech (the utterances back to back in one stream, {r['gap_s']:g} s of -60 dBFS noise between, "
+              f"{r['seconds'] / 60:.1f} min): det P {d['precision']:.3f} R {d['recall']:.3f} F1 {d['f1']:.3f} | loc P "
+              f"{l['precision']:.3f} R {l['recall']:.3f} F1 {l['f1']:.3f} | RTF {r['rtf']:.4f}")
     if negatives:
         print_false_alarms(res["false_alarms"])
     return 0
@@ -557,7 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--streamed", action="store_true",
                    help="also stream each utterance as `vpkl stream` does and report the streamed detections' "
                         "precision, recall and F1, windows scored and RTF")
-    e.add_argument("--vad", action="store_true", help="stream (--streamed, --negatives) with the speech gate of "
+    e.add_argument("--running", action="store_true",
+                   help="also stream the utterances back to back as one stream (0.5 s of -60 dBFS noise between), "
+                        "as running speech reaches a microphone, and report the detections' precision, recall and F1")
+    e.add_argument("--vad", action="store_true", help="stream (--streamed, --running, --negatives) with the speech gate of "
                                                       "`vpkl stream --vad`")
     e.add_argument("--force", action="store_true", help="replace an existing --det image or --out-bundle bundle")
     e.add_argument("--json", action="store_true", help="the metrics (and false alarms) as one JSON object")
