@@ -595,17 +595,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("make-dataset", help="write the digits recipe's evaluation manifests and query folders "
                                             "(needs the dataset extra: pip install 'vpkl[dataset]')")
-    m.add_argument("--data", default=DEFAULT_DATA)
-    m.add_argument("--out", required=True)
-    m.add_argument("--val", type=int, default=400, help="validation utterances")
+    m.add_argument("--data", default=DEFAULT_DATA, help="data folder (default: $VPKL_DATA or ../shared/data)")
+    m.add_argument("--out", required=True, help="folder to write (manifests, WAVs, query folders)")
+    m.add_argument("--val", type=int, default=400, help="validation utterances (default 400)")
     m.add_argument("--test", type=int, default=None, help="test utterances (held-out speaker; default 500)")
     m.add_argument("--held-out-speaker", default="george", metavar="NAME",
                    help="the FSDD speaker of the test split, kept out of validation (default george; for a "
                         "leave-one-speaker-out fold, the one vpkl train --held-out-speaker kept out; none: "
                         "validation holds every speaker and no test split is written)")
-    m.add_argument("--per-keyword", type=int, default=5, help="query images per keyword")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--force", action="store_true")
+    m.add_argument("--per-keyword", type=int, default=5, help="query images per keyword (default 5)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the utterances and image styles (default 0)")
+    m.add_argument("--force", action="store_true",
+                   help="write into --out even when it is not empty (files of the same names are replaced)")
     m.add_argument("--negatives", action="store_true",
                    help="also write negatives/: long keyword-free recordings (held-out real words, non-speech; "
                         "with --synth the held-out synthetic voices) for false alarms per hour")

@@ -25,7 +25,12 @@ EXAMPLES = os.path.join(ASSETS, "examples")
 
 def run_demo(json_out: bool = False) -> int:
     """Print (or, with ``json_out``, write as JSON) the shipped bundle's detections on the shipped
-    examples next to the words said; returns the exit code 0."""
+    examples next to the words said; returns the exit code 0.
+
+    The JSON is a list with one object per example: ``audio``, ``speaker``, ``snr_db``,
+    ``peak_dbfs``, ``threshold`` (the bundle's), ``truth`` ([keyword, start_s, end_s]),
+    ``other_words`` (words that are no keyword, same form), ``silence`` ([start_s, end_s] of
+    digital silence) and ``detections`` ({keyword, time_s, score, correct}), as the text shows."""
     bundle = Bundle.load(SHIPPED_BUNDLE)
     ex = EXAMPLES
     queries = enrol(bundle, folder_images(os.path.join(ex, "queries")))
@@ -41,7 +46,10 @@ def run_demo(json_out: bool = False) -> int:
         truth = [(w, a, b) for w, a, b in r["words"]]
         hits = [{"keyword": x.keyword, "time_s": round(x.time_s, 2), "score": round(x.score, 3),
                  "correct": any(w == x.keyword and a <= x.time_s <= b for w, a, b in truth)} for x in found]
-        report.append({"audio": r["audio"], "truth": truth, "detections": hits})
+        report.append({"audio": r["audio"], "speaker": r.get("speaker"), "snr_db": r.get("snr_db"),
+                       "peak_dbfs": r.get("peak_dbfs"), "threshold": round(float(bundle.threshold), 6),
+                       "truth": truth, "other_words": r.get("other_words", []), "silence": r.get("silence", []),
+                       "detections": hits})
         if json_out:
             continue
         spk = f"speaker {r['speaker']}, " if "speaker" in r else ""

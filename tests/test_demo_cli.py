@@ -13,6 +13,10 @@ def test_demo_reports_what_was_said_where(shipped_bundle):
     assert [e["audio"] for e in report] == [r["audio"] for r in rows]
     for e, row in zip(report, rows):
         assert e["truth"] == row["words"]
+        for k in ("speaker", "snr_db", "peak_dbfs"):
+            assert e[k] == row[k]
+        assert e["other_words"] == row.get("other_words", []) and e["silence"] == row.get("silence", [])
+        assert e["threshold"] == json.load(open(os.path.join(shipped_bundle, "config.json")))["threshold"]
         for d in e["detections"]:   # "correct" is recomputed here from the truth, independently
             ok = any(w == d["keyword"] and a <= d["time_s"] <= b for w, a, b in row["words"])
             assert d["correct"] == ok
