@@ -17,8 +17,10 @@ Audio no longer than the window gives one window over all of it: the answer is e
 whole-utterance one (to float rounding; a test holds it to 1e-5). With the defaults (10 s
 windows, 5 s apart) every stretch of up to 5 s lies wholly inside some window, and every
 frame but those within 2.5 s of the ends is at least 2.5 s from the edges of the window
-centred nearest it. Windows of digital silence alone (an idle device) are not scored, unless
-no other window is. Memory: the window's causal frames, one block of samples and its
+centred nearest it. Runs of digital silence (0.1 s or more of exact zeros: an idle device) are
+cut out before the model hears them (:mod:`vpkl.runtime.gaps`), so windows count the audio
+heard, and their frames are laid out on the input's (aud_att 0 in the silence); audio that is
+digital silence throughout still gets one window, all 0. Memory: the window's causal frames, one block of samples and its
 features, the best window per keyword; none of it grows with the length of the audio.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .audio import as_samples, open_audio
 from .bundle import Bundle
 from .errors import VpklInputError
 from .features import StreamingFrontEnd, silent_frames
+from .gaps import MIN_GAP_S, FrameMap, SilenceCutter
 from .sources import file_chunks
 
 WINDOW_S = 10.0   # default window: audio up to this long is scored exactly as one utterance
@@ -78,16 +81,41 @@ class CausalEncoder:
     began there: speech after a multiple of 20 ms of zeros is encoded exactly as without them.
     Running the LSTMs through the silence instead changed which near-threshold words fired
     (tests/test_silence.py).
+
+    Digital silence anywhere (runs of exact zeros of at least 0.1 s) is cut out of the samples
+    before the front end (:mod:`vpkl.runtime.gaps`): the frames come out on the model's timeline
+    (the kept samples), and ``frame_map`` turns them into frames of the input. ``n_samples``
+    counts the input's samples, ``n_frames`` the model's frames; :meth:`input_frames` gives the
+    input's frame count.
     """
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
-        self.front_end = StreamingFrontEnd(bundle.front_end)
+        fe = bundle.front_end
+        self.front_end = StreamingFrontEnd(fe)
+        self.cutter = SilenceCutter(max(1, int(round(MIN_GAP_S * fe.sample_rate))))
+        self.frame_map = FrameMap(float(fe.embedding_centre(0)), 2 * fe.hop_length)  # conv stride 2
+        self.kept = np.zeros(0, np.float32)          # the samples the last call passed to the front end
         self.reset()
+
+    @property
+    def n_samples(self) -> int:
+        """Samples of the input fed since the stream began (the digital silence cut out included)."""
+        return self.cutter.n_in
+
+    def input_frames(self, final: bool = False) -> int:
+        """Frames of the input so far: the model's and those of the silence cut out. ``final``:
+        after :meth:`finish`, the count a stream of ``n_samples`` samples has (as for one with no
+        cut, also when nearly all of it was cut)."""
+        if final:
+            return self.bundle.front_end.n_frames(self.n_samples) // 2
+        return self.n_frames + self.frame_map.frames_cut
 
     def reset(self) -> None:
         """Forget the stream: the next sample is sample 0, the next frame frame 0."""
         self.front_end.reset()
+        self.cutter.reset()
+        self.frame_map.reset()
         self._mel = np.zeros((1, self.bundle.front_end.n_mels), np.float32)  # the conv's zero padding frame -1
         self._mel_heard = np.zeros(1, bool)                                     # per row of _mel: not silent
         self._h, self._c = self.bundle.initial_state()
@@ -98,15 +126,26 @@ class CausalEncoder:
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed (n,) float samples at the bundle's rate, full scale +-1 (n >= 0); returns the
-        (k, H) float32 causal frames they complete (k >= 0) and (k,) bool: heard."""
-        feats = self.front_end(x)
+        (k, H) float32 causal frames they complete (k >= 0, on the model's timeline) and (k,) bool: heard."""
+        return self._kept(*self.cutter(x))
+
+    def _kept(self, kept: np.ndarray, cuts: list) -> tuple[np.ndarray, np.ndarray]:
+        for at, n in cuts:
+            self.frame_map.add(at, n)
+        self.kept = kept
+        feats = self.front_end(kept)
         return self.encode_features(feats, ~silent_frames(feats, self.bundle.front_end))
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """End of the stream: the conv's end padding completes the last frame; returns (0 or 1, H), heard."""
+        """End of the stream: the last run of zeros is complete and the conv's end padding completes
+        the last frame; returns the (k, H) frames that completes (k >= 0), heard."""
+        new, heard = self._kept(*self.cutter.finish())
         if not self._started:   # nothing heard: the frames a stream of this length has, all silent
-            return self._silent_frames(self._rows // 2 - self.n_frames)
-        return self._encode(np.zeros((1, self.bundle.front_end.n_mels), np.float32), np.zeros(1, bool))
+            last, last_heard = self._silent_frames(self._rows // 2 - self.n_frames)
+        else:
+            last, last_heard = self._encode(np.zeros((1, self.bundle.front_end.n_mels), np.float32),
+                                            np.zeros(1, bool))
+        return np.concatenate([new, last]), np.concatenate([heard, last_heard])
 
     def _silent_frames(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = max(k, 0)
@@ -225,11 +264,12 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
             for the shipped bundles).
         progress: called as ``progress(seconds_done, seconds_total)`` after each block read.
     Yields:
-        :class:`WindowScores` in order of their end frame; one window [0, N) when the audio holds
-        at most W frames. A window starts at its first frame that is not digital silence alone
-        (as :class:`~vpkl.runtime.stream.Spotter`'s do); a window of digital silence alone is not
-        scored (a stretch of an idle device in a long recording); audio that is digital silence throughout gives one window
-        with S = 0 and aud_att = 0 for every query (nothing was heard, so no keyword was said).
+        :class:`WindowScores` in order of their end frame, in frames of the input; one window
+        when the audio holds at most W frames once its digital silence is cut out (module
+        docstring). A window starts at its first frame that is not silence (as
+        :class:`~vpkl.runtime.stream.Spotter`'s do); a window of silence alone is not scored;
+        audio that is digital silence throughout gives one window (its last W frames) with S = 0
+        and aud_att = 0 for every query (nothing was heard, so no keyword was said).
     Raises:
         VpklInputError: unreadable, empty, non-finite or too short audio (named by its path, or
             ``name`` for samples), bad window_s / hop_s.
@@ -250,7 +290,8 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
         r = rows(end)
         skip = int(np.argmax(heard[r])) if heard[r].any() else 0   # a window starts at its first sound
         s, att, _ = bundle.score(queries, bundle.encode_bidirectional(frames[r][skip:]))
-        return WindowScores(max(end - w, 0) + skip, end, s, att)
+        a, b, att = enc.frame_map.lay_out(max(end - w, 0) + skip, att)   # frames of the input
+        return WindowScores(a, b, s, att)
 
     def silent(end: int) -> bool:
         return not heard[rows(end)].any()
@@ -265,20 +306,21 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
                 scored += 1
                 yield window(next_end)
             last_end, next_end = next_end, next_end + h
+        enc.frame_map.forget_before(enc.n_frames - len(frames))   # no window starts before these frames
         if progress is not None:
-            progress(enc.front_end.n_samples / sr, total_s)
-    if progress is not None and enc.front_end.n_samples / sr < total_s:
+            progress(enc.n_samples / sr, total_s)
+    if progress is not None and enc.n_samples / sr < total_s:
         progress(total_s, total_s)  # all read (resampling can leave a sample's rounding short)
-    n = enc.front_end.n_samples
+    n = enc.n_samples
     if n == 0:
         raise VpklInputError(f"{name}: the audio is empty (0 samples)")
     _check_length(bundle, n, name)
     new, new_heard = enc.finish()
     frames, heard = np.concatenate([frames[-w:], new]), np.concatenate([heard[-w:], new_heard])
     if scored == 0 and silent(enc.n_frames):   # digital silence alone: nothing heard, no keyword said
-        start = max(enc.n_frames - w, 0)
+        total = enc.input_frames(final=True)
+        start = max(total - w, 0)
         q = len(queries)
-        yield WindowScores(start, enc.n_frames, np.zeros(q, np.float32),
-                           np.zeros((q, enc.n_frames - start), np.float32))
+        yield WindowScores(start, total, np.zeros(q, np.float32), np.zeros((q, total - start), np.float32))
     elif scored == 0 or (last_end < enc.n_frames and not silent(enc.n_frames)):
         yield window(enc.n_frames)  # the last window, or the only one

@@ -47,6 +47,12 @@ one after another are fine. Independent streams, each with its own Spotter over 
 bundle and queries, run in parallel safely (onnxruntime sessions and the native head may be
 called from several threads at once).
 
+Digital silence (runs of 0.1 s or more of exact zeros) is cut out of the stream before the
+model hears it (:mod:`vpkl.runtime.gaps`): windows, hops and the rules count the audio heard,
+so zeros before, inside or after speech change nothing the stream decides; detections give
+frames and times of the input. A keyword said just before the input turns to exact zeros is
+therefore reported when sound returns, or at :meth:`Spotter.flush`.
+
 Speech gating (``vad=True``, off by default): silero-vad (:mod:`vpkl.runtime.vad`) marks each
 32 ms of the stream speech or not, and a window with no speech within ``pad_s`` of it is not
 scored (as a window of digital silence is not): no compute and no false alarm there. The README
@@ -373,13 +379,14 @@ class Spotter:
 
     @property
     def n_frames(self) -> int:
-        """Audio embeddings (frames) encoded since the stream began."""
-        return self._enc.n_frames
+        """Audio embeddings (frames) of the stream so far, counted on the input (digital silence
+        cut out included: :mod:`vpkl.runtime.gaps`)."""
+        return self._enc.input_frames(final=self._ended)
 
     @property
     def audio_s(self) -> float:
         """Seconds of audio fed since the stream began."""
-        return self._enc.front_end.n_samples / self.bundle.front_end.sample_rate
+        return self._enc.n_samples / self.bundle.front_end.sample_rate
 
     def feed(self, chunk) -> list[Detection]:
         """Take the next chunk of the stream; return the detections it completes (often none).
@@ -404,9 +411,10 @@ class Spotter:
             self.chunks += 1
             if x.size == 0:
                 return []
+            new, heard = self._enc(x)
             if self._vad is not None:
-                self._vad.feed(x)
-            return self._advance(*self._enc(x), t0, index, final=False)
+                self._vad.feed(self._enc.kept)   # what the model hears: digital silence cut out
+            return self._advance(new, heard, t0, index, final=False)
 
     def flush(self) -> list[Detection]:
         """End the stream: encode the last frame (the conv's end padding), score the final window
@@ -418,9 +426,11 @@ class Spotter:
             if self._ended:
                 return []
             self._ended = True
+            new, heard = self._enc.finish()
             if self._vad is not None:
+                self._vad.feed(self._enc.kept)
                 self._vad.finish()
-            return self._advance(*self._enc.finish(), t0, self.chunks, final=True)
+            return self._advance(new, heard, t0, self.chunks, final=True)
 
     def run(self, source, chunk_s: float = 0.1) -> Iterator[Detection]:
         """Feed a whole source, then :meth:`flush`; yield each detection as it fires.
@@ -467,34 +477,39 @@ class Spotter:
     def _advance(self, new: np.ndarray, new_heard: np.ndarray, t0: float, chunk: int, final: bool) -> list[Detection]:
         """Take the (k, H) causal frames just encoded and whether each was heard; score the windows
         they complete."""
-        base = self.n_frames - len(new) - len(self._causal)  # absolute index of frames[0]
+        n = self._enc.n_frames                               # on the model's timeline (see _score)
+        base = n - len(new) - len(self._causal)  # model frame of frames[0]
         frames = np.concatenate([self._causal, new]) if len(new) else self._causal
         frames_heard = np.concatenate([self._heard, new_heard])
         if self._first_heard is None and new_heard.any():
-            self._first_heard = self.n_frames - len(new) + int(np.argmax(new_heard))
+            self._first_heard = n - len(new) + int(np.argmax(new_heard))
             # scoring positions count from the stream's first sound, so leading digital silence
             # (a padded file, a device warming up) shifts the windows with the speech
             self._next_score = max(self._next_score, self._first_heard + self._hop)
         out = []
-        while self._next_score <= self.n_frames:
+        while self._next_score <= n:
             if self._first_heard is not None and self._next_score - self._first_heard >= self._min_window:
                 out += self._score(frames, frames_heard, base, self._next_score, t0, chunk, final=False)
             self._next_score += self._hop
-        if final and self.n_frames > 0:
-            out += self._score(frames, frames_heard, base, self.n_frames, t0, chunk, final=True)
+        if final and n > 0:
+            out += self._score(frames, frames_heard, base, n, t0, chunk, final=True)
         self._causal = frames[-self._window:].copy()  # a view would keep a long chunk's frames alive
         self._heard = frames_heard[-self._window:].copy()
+        self._enc.frame_map.forget_before(max(n - self._window, 0))
         if self._vad is not None:
-            self._vad.forget_before(float(self.bundle.frame_time(max(self.n_frames - self._window, 0))))
+            self._vad.forget_before(float(self.bundle.frame_time(max(n - self._window, 0))))
         return out
 
     def _score(self, frames: np.ndarray, heard: np.ndarray, base: int, end: int, t0: float, chunk: int,
                final: bool) -> list[Detection]:
-        """Score the window of frames ending (exclusive) at absolute frame ``end``.
+        """Score the window of frames ending (exclusive) at model frame ``end``.
 
         The window starts at its first frame that was not wholly silent (digital silence is
         not scored: a window of it alone scores nothing and resets the confirmations); with a
-        speech gate, a window holding no speech is not scored either."""
+        speech gate, a window holding no speech is not scored either. Windows, hops and the
+        firing rules count the model's frames (the input with digital silence cut out), so
+        the zeros change nothing the stream decides; detections and ``last_window`` are given
+        in frames and seconds of the input (:class:`~vpkl.runtime.gaps.FrameMap`)."""
         start = max(end - self._window, 0)
         h = heard[start - base:end - base]
         t = self.bundle.frame_time
@@ -507,18 +522,22 @@ class Spotter:
         start += int(np.argmax(h))
         emb = self.bundle.encode_bidirectional(frames[start - base:end - base])
         s, att, _ = self.bundle.score(self.queries, emb)
-        self.last_window = WindowScores(start, end, s, att)
+        fmap = self._enc.frame_map
+        first, stop, laid_out = fmap.lay_out(start, att)
+        self.last_window = WindowScores(first, stop, s, laid_out)
         self.windows_scored += 1
         placed = start + np.argmax(att, axis=1)          # (Q,) the localised frame of each query
         if self.window_log is not None:
             self.window_log.append((end, final, s.copy(), placed))
         out = []
         for q in self._rules(s, placed, end, final, self.thresholds):
-            a, frame = int(placed[q] - start), int(placed[q])
+            a = int(placed[q] - start)
             lo, hi = attention_span(att[q], a, self.config.span_level)
+            frame, lo, hi, first, last = (int(v) for v in fmap.to_input(
+                np.array([placed[q], start + lo, start + hi, start, end - 1])))
             out.append(Detection(
                 keyword=self.queries.keywords[q], score=float(s[q]), threshold=float(self.thresholds[q]),
-                frame=frame, time_s=float(t(frame)), span=(start + lo, start + hi),
-                span_s=(float(t(start + lo)), float(t(start + hi))), window=(start, end), chunk=chunk,
-                latency_ms=(time.perf_counter() - t0) * 1000.0, delay_s=self.audio_s - float(t(frame))))
+                frame=frame, time_s=float(t(frame)), span=(lo, hi), span_s=(float(t(lo)), float(t(hi))),
+                window=(first, last + 1), chunk=chunk, latency_ms=(time.perf_counter() - t0) * 1000.0,
+                delay_s=self.audio_s - float(t(frame))))
         return sorted(out, key=lambda d: d.frame)

@@ -18,7 +18,7 @@ from vpkl.runtime.longaudio import scan
 from vpkl.runtime.progress import AudioProgress
 from vpkl.runtime.queries import enrol, folder_images
 
-from conftest import EXAMPLES, ROOT, run_cli
+from conftest import EXAMPLES, ROOT, cut_digital_silence, run_cli
 
 SR = 16000
 PERIOD = 10 * SR  # the first examples that fit (three, 8.2 s) over faint noise, padded to one default window
@@ -56,18 +56,23 @@ def whole(bundle, queries, audio):
 @pytest.mark.parametrize("rate", [16000, 8000, 44100])
 def test_up_to_the_window_exactly_the_whole_utterance(shipped, period, tmp_path, rate):
     """A file of 9.9 s (read in five blocks, resampled block by block when not at 16 kHz) and the
-    shipped examples: S, aud_att and the localised frame of the whole-utterance path to 1e-5."""
+    shipped examples: S, aud_att and the localised frame of the whole-utterance path to 1e-5
+    (for example_4, of its audio with its second of digital silence cut out, which detect does
+    not hear: aud_att 0 there, frames after it one per 20 ms cut later)."""
     b, q = shipped
     x = period[0][:int(9.9 * SR)]
     p = tmp_path / f"x{rate}.wav"
     sf.write(p, x if rate == SR else soxr.resample(x, SR, rate), rate, subtype="FLOAT")
     for audio in [str(p)] + [f"{EXAMPLES}/example_{i}.wav" for i in (1, 2, 3, 4)]:
-        s, att = whole(b, q, audio)
+        kept, gap = cut_digital_silence(read_audio(audio, SR)) if audio.startswith(EXAMPLES) else (audio, [])
+        s, att = whole(b, q, kept)
         res = detect(b, audio, q)
-        assert [r.window for r in res] == [(0, att.shape[1])] * len(q)
+        assert [r.window for r in res] == [(0, att.shape[1] + len(gap))] * len(q)
         assert np.abs(np.array([r.score for r in res]) - s).max() < 1e-5
-        assert np.abs(np.stack([r.aud_att for r in res]) - att).max() < 1e-5
-        assert [r.frame for r in res] == list(np.argmax(att, axis=1))
+        got = np.stack([r.aud_att for r in res])
+        assert not got[:, gap].any() and np.abs(np.delete(got, gap, axis=1) - att).max() < 1e-5
+        moved = np.delete(np.arange(att.shape[1] + len(gap)), gap)      # model frame -> input frame
+        assert [r.frame for r in res] == list(moved[np.argmax(att, axis=1)])
 
 
 def test_windows_cover_the_audio(shipped, period):
@@ -211,27 +216,31 @@ def test_nan_late_in_a_long_file_is_named(shipped, tmp_path):
 
 
 def test_windows_of_digital_silence_alone_are_not_scored(shipped):
-    """25.5 s of zeros, example_4 (3.2 s, frames 1275-1433), 11.3 s of zeros: only the two windows
-    that hold some of the example are scored (each from its first sound, frame 1275: [1000, 1500)
-    and [1250, 1750) trimmed), not the last one ([1499, 1999), silence alone); 25 s of zeros alone
-    still gets one window, so every keyword has an answer. The keywords detected in the example
-    alone are detected there too."""
+    """25.5 s of zeros, example_4 (3.2 s, its own second of zeros inside), 11.3 s of zeros: the
+    zeros are cut out (runtime/gaps.py), so the model hears the example alone, in one window laid
+    out on the input's frames from the example's first (25.5 s = frame 1275), and detects exactly
+    what it detects in the example alone, 1275 frames later; 25 s of zeros alone still gets one
+    window (the input's last 500 frames, all 0), so every keyword has an answer."""
     b, q = shipped
     ex = read_audio(f"{EXAMPLES}/example_4.wav", SR)
     x = np.zeros(40 * SR, np.float32)
     x[51 * SR // 2:51 * SR // 2 + len(ex)] = ex
-    assert [(w.start, w.end) for w in scan(b, x, q.embeddings)] == [(1275, 1500), (1275, 1750)]
-    res = detect(b, x, q)
-    alone = {r.keyword for r in detect(b, ex, q) if r.detected}
-    assert alone and {r.keyword for r in res if r.detected} >= alone
+    assert [(w.start, w.end) for w in scan(b, x, q.embeddings)] == [(1275, 1275 + 157)]   # 157: the example alone
+    got = {r.keyword: (r.frame, r.score) for r in detect(b, x, q) if r.detected}
+    alone = {r.keyword: (r.frame + 1275, r.score) for r in detect(b, ex, q) if r.detected}
+    assert alone and got.keys() == alone.keys()
+    for k in alone:
+        assert got[k][0] == alone[k][0] and abs(got[k][1] - alone[k][1]) < 1e-5
     assert [(w.start, w.end) for w in scan(b, np.zeros(25 * SR, np.float32), q.embeddings)] == [(749, 1249)]
 
 
 @pytest.mark.parametrize("pad_s", [0.04, 0.3, 1.0])   # from 40 ms: 20 ms is under one 25 ms frame
 def test_causal_encoder_begins_at_the_first_sound(shipped, pad_s):
-    """Zeros before an example, fed in odd pieces (1 to 4999 samples): the frames before the sound
-    are zeros and not heard, and from frame pad_s * 50 on the causal frames are those of the example
-    alone (the reference: the same encoder on the example in one piece)."""
+    """Zeros before an example, fed in odd pieces (1 to 4999 samples). 40 ms of them (under the 0.1 s
+    that is cut out): the frames before the sound are zeros and not heard, and from frame pad_s * 50
+    on the causal frames are those of the example alone (the reference: the same encoder on the
+    example in one piece). 0.3 s and 1 s: cut out, so the frames are those of the example alone
+    from the first, and the frame map puts them pad_s * 50 frames on."""
     from vpkl.runtime.longaudio import CausalEncoder
     b, _ = shipped
     x = read_audio(f"{EXAMPLES}/example_2.wav", SR)
@@ -248,6 +257,9 @@ def test_causal_encoder_begins_at_the_first_sound(shipped, pad_s):
     f, h = enc.finish()
     got, heard = np.concatenate(out + [f]), np.concatenate(heard + [h])
     lead = int(round(pad_s * 50))
+    if pad_s >= 0.1:
+        assert enc.frame_map.to_input(0) == lead and enc.input_frames(final=True) == lead + len(r)
+        lead = 0
     assert len(got) == lead + len(r) and not heard[:lead].any() and heard[lead]
     assert not got[:lead].any()
     np.testing.assert_allclose(got[lead:], r, atol=1e-5)

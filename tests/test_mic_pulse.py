@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from vpkl.runtime.audio import read_audio
 from vpkl.runtime.bundle import Bundle
@@ -116,6 +117,18 @@ def _listen(sink: str, wav: str, shipped_bundle: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines()]
 
 
+def _pcm16(x: np.ndarray) -> np.ndarray:
+    """Float samples rounded to 16-bit PCM steps, as float32."""
+    return (np.round(np.clip(x, -1, 1) * 32767) / 32767).astype(np.float32)
+
+
+def _streamed(b: Bundle, q, x: np.ndarray) -> list:
+    """(keyword, seconds) of each detection of a Spotter fed ``x`` in 100 ms chunks, then flushed."""
+    sp = Spotter(b, q)
+    dets = [d for i in range(0, len(x), 1600) for d in sp.feed(x[i:i + 1600])] + sp.flush()
+    return [(d.keyword, d.time_s) for d in dets]
+
+
 def _matches(found: list, wanted: list, shift: float, tol: float) -> list[bool]:
     """Per ``wanted`` (keyword, seconds): is there a ``found`` one of that keyword at it + shift, within tol?"""
     return [any(kf == kw and abs(f - shift - w) <= tol for kf, f in found) for kw, w in wanted]
@@ -134,7 +147,8 @@ def test_mic_hears_what_detect_reports(null_sink, played, shipped_bundle):
     (when playback began in the stream, -1 to 10 s):
 
     - the microphone's detections are those of streaming the played file itself (Spotter on its
-      samples), one for one: the same keywords at the same times within 0.06 s;
+      samples): the same keywords at the same times within 0.06 s, but for detections that a
+      44.1 kHz 16-bit round trip of the file (soxr) changes, which it may make or not;
     - every keyword `vpkl detect` reports for an example file is heard at the example's start in
       the played file plus detect's time (within 0.15 s) or inside a span where that keyword is
       said in the example (examples.jsonl), but for at most one of them; a keyword missed so
@@ -149,15 +163,20 @@ def test_mic_hears_what_detect_reports(null_sink, played, shipped_bundle):
     with open(f"{EXAMPLES}/examples.jsonl") as f:
         spans = [(w, starts[e["audio"]] + t0, starts[e["audio"]] + t1) for e in map(json.loads, f)
                  for w, t0, t1 in e["words"]]
-    sp = Spotter(b, q)
-    file_dets = [(d.keyword, d.time_s) for i in range(0, len(x), 1600) for d in sp.feed(x[i:i + 1600])]
-    file_dets += [(d.keyword, d.time_s) for d in sp.flush()]
+    file_dets = _streamed(b, q, x)
+    # the played file after a 44.1 kHz 16-bit round trip, as PulseAudio and vpkl resample it
+    # (soxr here, another resampler there): a detection that this changes sits on a near-tie in
+    # aud_att (two frames of one query within a hair), and the microphone may go either way on it
+    trip = _streamed(b, q, _pcm16(soxr.resample(_pcm16(soxr.resample(x, SR, 44100)), 44100, SR)))
+    stable = [d for d, m in zip(file_dets, _matches(trip, file_dets, 0.0, MIC_TOLERANCE_S)) if m]
+    either = file_dets + trip
 
     found = [(d["keyword"], d["time_s"]) for d in _listen(null_sink, wav, shipped_bundle)]
-    shift = _best_shift(found, file_dets, MIC_TOLERANCE_S)
-    where = f"(shift {shift:.3f} s): the microphone heard {found}; the file streamed gives {file_dets}"
-    assert all(_matches(found, file_dets, shift, MIC_TOLERANCE_S)), f"missed by the microphone {where}"
-    assert all(_matches(file_dets, found, -shift, MIC_TOLERANCE_S)), f"heard only by the microphone {where}"
+    shift = _best_shift(found, stable, MIC_TOLERANCE_S)
+    where = (f"(shift {shift:.3f} s): the microphone heard {found}; the file streamed gives {file_dets}, "
+             f"after a 44.1 kHz round trip {trip}")
+    assert all(_matches(found, stable, shift, MIC_TOLERANCE_S)), f"missed by the microphone {where}"
+    assert all(_matches(either, found, -shift, MIC_TOLERANCE_S)), f"heard only by the microphone {where}"
 
     def said(kw, t):  # heard by the microphone inside a span where kw is said, around t
         return any(kf == kw and w == kw and t0 <= f - shift <= t1 and t0 - 1 <= t <= t1 + 1
