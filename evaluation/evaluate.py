@@ -7,7 +7,7 @@ import numpy as np
 
 from vpkl.runtime.audio import as_samples
 from vpkl.runtime.bundle import Bundle
-from vpkl.runtime.detect import embed_audio
+from vpkl.runtime.detect import detect
 from vpkl.runtime.errors import VpklInputError
 from vpkl.runtime.queries import QuerySet
 
@@ -24,7 +24,8 @@ def snr_bucket(snr: float, width: float = 10.0) -> str:
 
 
 def score_manifest(bundle: Bundle, entries: list[Entry], queries: QuerySet, progress=None) -> dict:
-    """Score every (utterance, keyword) pair.
+    """Score every (utterance, keyword) pair, as `vpkl detect` scores it (:func:`vpkl.runtime.detect.detect`:
+    digital silence cut out, utterances longer than its window scored over windows).
 
     Raises VpklInputError when the manifest places a word after the end of its audio (by more
     than ``END_SLACK_S``), naming the audio's real duration.
@@ -39,14 +40,11 @@ def score_manifest(bundle: Bundle, entries: list[Entry], queries: QuerySet, prog
         if late:
             raise VpklInputError(f"{e.audio}: the manifest has {late[0][0]!r} ending at {late[0][1]} s, after "
                                  f"the end of the audio ({duration:.3f} s)")
-        frames = embed_audio(bundle, x, e.audio)
-        s, att, _ = bundle.score(queries, frames)
-        t = bundle.frame_time(np.argmax(att, axis=1))
-        for k, kw in enumerate(queries.keywords):
-            spans = [(a, b) for w, a, b in e.words if w == kw]
-            scores.append(float(s[k]))
+        for r in detect(bundle, x, queries, name=e.audio):
+            spans = [(a, b) for w, a, b in e.words if w == r.keyword]
+            scores.append(r.score)
             spoken.append(bool(spans))
-            placed.append(any(a <= t[k] <= b for a, b in spans))
+            placed.append(any(a <= r.time_s <= b for a, b in spans))
             snr.append(np.nan if e.snr_db is None else e.snr_db)
     return {k: np.asarray(v) for k, v in
             {"scores": scores, "spoken": spoken, "placed": placed, "snr": snr}.items()}

@@ -47,3 +47,28 @@ def test_evaluate_cli_on_examples(shipped_bundle, tmp_path):
     for m in [res["overall"], *res["by_snr"].values()]:
         assert 0.0 <= m["detection"]["f1"] <= 1.0 and 0.0 <= m["localisation"]["accuracy"] <= 1.0
     assert sum(m["pairs"] for m in res["by_snr"].values()) == 40
+
+
+def test_evaluate_ignores_digital_silence_in_a_pause(shipped_bundle, tmp_path):
+    """example_1 with 1 s of exact zeros put into its first pause (its word times moved on by 1 s)
+    gets the same S per keyword and the same localised words as example_1 alone: `vpkl evaluate`
+    scores what `vpkl detect` hears, with digital silence cut out."""
+    import soundfile as sf
+    from vpkl.evaluation.evaluate import score_manifest
+    from vpkl.runtime.audio import read_audio
+    from vpkl.runtime.bundle import Bundle
+    from vpkl.runtime.queries import enrol, folder_images
+
+    entry = json.loads(open(f"{EXAMPLES}/examples.jsonl").readline())
+    assert entry["audio"] == "example_1.wav"
+    x = read_audio(f"{EXAMPLES}/example_1.wav", 16000)
+    cut = int(0.86 * 16000)                       # between "five" (ends 0.674 s) and "one" (starts 1.046 s)
+    sf.write(tmp_path / "gap.wav", np.concatenate([x[:cut], np.zeros(16000, np.float32), x[cut:]]), 16000)
+    moved = [[w, a + (a > 0.86), b + (b > 0.86)] for w, a, b in entry["words"]]
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "gap.wav", "words": moved}) + "\n")
+    b = Bundle.load(shipped_bundle)
+    q = enrol(b, folder_images(f"{EXAMPLES}/queries"))
+    alone = score_manifest(b, read_manifest(f"{EXAMPLES}/examples.jsonl")[:1], q)
+    gap = score_manifest(b, read_manifest(str(tmp_path / "m.jsonl")), q)
+    assert np.abs(gap["scores"] - alone["scores"]).max() < 1e-4
+    assert list(gap["placed"]) == list(alone["placed"]) and alone["placed"].sum() == 3
