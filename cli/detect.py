@@ -23,11 +23,11 @@ The table, one per audio file, a row per keyword:
   frame     n, that frame's index
 For a keyword that was not detected, at and frame are in parentheses: where its query matches best,
 not a detection. --json gives the same fields (keyword, score, detected, threshold, frame, time_s;
-window, the frames [start, end) the answer came from: all of them up to 10 s of audio, the best
-10 s window of longer audio; aud_att, one value in [0, 1] per frame of that window, with
---attention) in {{"audio", "results"}} per file; a file
-that cannot be used gives {{"audio", "error"}} in its place, the others still get their results, and
-the exit code is 2.
+window, the frames [start, end) the answer came from: from the first sound to the end for up to
+10 s of audio heard, the best 10 s window of longer audio, digital silence not counted (it is
+cut out, aud_att 0 there); aud_att, one value in [0, 1] per frame of that window, with
+--attention) in {{"audio", "results"}} per file; a file that cannot be used gives
+{{"audio", "error"}} in its place, the others still get their results, and the exit code is 2.
 
 {AUDIO_HELP}"""
 

@@ -44,9 +44,9 @@ zeros gives exactly the features of the same speech without them (shifted), and 
 branch, which starts afresh at the first heard frame (:class:`~vpkl.runtime.longaudio.CausalEncoder`),
 gives the same embeddings. A stream that starts with sound (j = 0) is not touched.
 
-Runs of exact zeros of 0.1 s or more never reach the front end in the runtime: they are cut
-out before it (:mod:`vpkl.runtime.gaps`). The rules above meet what is left: shorter runs,
-near-silence that is not exactly zero, and the front end used on its own.
+Runs of digital silence (25 ms or more at or below -96 dBFS) never reach the front end in
+the runtime: they are cut out before it (:mod:`vpkl.runtime.gaps`). The rules above meet what
+is left: shorter runs, near-silence above that level, and the front end used on its own.
 
 Non-silent frames are normalised exactly as before, so models trained before the rule
 behave as before on audio without silence.

@@ -1,13 +1,24 @@
 """Digital silence cut out of a stream before the model hears it, and frames mapped back to the input.
 
-Why: a run of exact zeros (a padded file, a dropout, an idle or still-starting input device)
+Why: a run of digital silence (a padded file, a dropout, an idle or still-starting input device)
 carries no sound, yet fed to the model it changed what it heard around it: zeros after an
 utterance or inside one of its pauses moved detections the model places on the utterance's
 last frames, or tipped a word near the threshold, and a run that was not a whole number of
 20 ms steps moved the speech after it against the conv's grid (tests/test_silence.py). So
-every run of exact zeros at least ``MIN_GAP_S`` long is cut out of the samples, whole, before
-the front end: the model hears exactly the audio without it. Shorter runs stay (real audio can
-hold a few zeros; the front end's rule for silent frames meets them).
+every run of digital silence at least ``MIN_GAP_S`` long is cut out of the samples, whole,
+before the front end: the model hears exactly the audio without it.
+
+Digital silence is a sample of magnitude at most ``SILENCE_LEVEL`` (2^-16, half a 16-bit step,
+-96 dBFS): a 16-bit recording's zeros, and what a resampler leaves of them (soxr turns a run of
+zeros at 8 or 44.1 kHz into values around 1e-8 at 16 kHz, with a tail of ringing from the sound
+beside it that this level cuts but for its loudest few ms). Recorded sound is not that quiet
+for 25 ms on end: in white noise at -100 dBFS RMS, far below a microphone's own noise, a
+given 25 ms holds no sample above the level with odds of about e^-54.
+``MIN_GAP_S`` is the front end's analysis window (25 ms): a shorter run never fills a log-mel
+frame, so it reaches the model as a quiet moment inside a frame, not as a silent frame, and is
+passed on untouched; it can still tip a word near the threshold as any small change of the
+audio can. Recordings and speech synthesisers hold such runs too (up to 46 ms of zeros in a
+Speech Commands clip, 26 ms in espeak-ng's output); those of 25 ms or more are cut as well.
 
 Frames are counted on two timelines: the model's (the kept samples) and the input's. A model
 frame whose centre lies after a cut is moved on by the samples cut before it, rounded to whole
@@ -20,66 +31,77 @@ from __future__ import annotations
 
 import numpy as np
 
-MIN_GAP_S = 0.1   # shorter runs of zeros stay: too short to matter, and real audio can hold a few zeros
+MIN_GAP_S = 0.025        # the analysis window: shorter runs never make a log-mel frame silent
+SILENCE_LEVEL = 2.0 ** -16  # |sample| at or below this is digital silence: half a 16-bit step (-96 dBFS)
 
 
 class SilenceCutter:
-    """Removes every run of at least ``min_run`` exact zeros, whole, from a stream fed in pieces.
+    """Removes every run of at least ``min_run`` samples of digital silence (|x| <= ``level``),
+    whole, from a stream fed in pieces.
 
-    Zeros at the end of a piece are held back (as a count, no memory) until the next sample
-    that is not zero, or :meth:`finish`, tells how long their run is. Attributes: ``n_in``
-    samples fed; ``n_kept`` samples passed on.
+    Silence at the end of a piece is held back until the next sound, or :meth:`finish`, tells how
+    long its run is; at most ``min_run`` of its samples are kept (a run that long is cut anyway),
+    so shorter runs are passed on exactly as they came. Attributes: ``n_in`` samples fed;
+    ``n_kept`` samples passed on; ``held`` samples held back.
     """
 
-    def __init__(self, min_run: int):
+    def __init__(self, min_run: int, level: float = SILENCE_LEVEL):
         if min_run < 1:
             raise ValueError(f"min_run must be >= 1, got {min_run}")
-        self.min_run = min_run
+        self.min_run, self.level = min_run, level
         self.reset()
 
     def reset(self) -> None:
         self.n_in = 0
         self.n_kept = 0
-        self._held = 0    # zeros at the end of what was fed, not yet passed on
+        self.held = 0                                # silent samples at the end of what was fed
+        self._held = np.zeros(0, np.float32)         # their first min_run samples
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, list]:
         """Feed (n,) samples; returns (the samples passed on, [(kept sample position, samples cut), ...])."""
         x = np.asarray(x)
         self.n_in += len(x)
-        nz = np.flatnonzero(x != 0)
-        if len(nz) == 0:
-            self._held += len(x)
+        loud = np.flatnonzero(np.abs(x) > self.level)
+        if len(loud) == 0:
+            self._hold(x)
             return x[:0], []
         parts, cuts = [], []
-        # the run before the first sound: held zeros and this piece's leading zeros
-        self._run(self._held + int(nz[0]), parts, cuts, x.dtype)
-        self._held = len(x) - 1 - int(nz[-1])
-        gaps = np.flatnonzero(np.diff(nz) > self.min_run)       # zero runs of more than min_run inside
-        at = int(nz[0])
+        # the run before the first sound: held samples and this piece's leading silence
+        self._hold(x[:loud[0]])
+        self._run(parts, cuts)
+        gaps = np.flatnonzero(np.diff(loud) > self.min_run)     # silent runs of min_run or more inside
+        at = int(loud[0])
         for g in gaps:
-            end = int(nz[g]) + 1                                # sound up to here, then zeros
+            end = int(loud[g]) + 1                              # sound up to here, then silence
             parts.append(x[at:end])
             self.n_kept += end - at
-            at = int(nz[g + 1])
-            self._run(at - end, parts, cuts, x.dtype)
-        parts.append(x[at:int(nz[-1]) + 1])
-        self.n_kept += int(nz[-1]) + 1 - at
+            at = int(loud[g + 1])
+            cuts.append((self.n_kept, at - end))
+        parts.append(x[at:int(loud[-1]) + 1])
+        self.n_kept += int(loud[-1]) + 1 - at
+        self._hold(x[int(loud[-1]) + 1:])
         return np.concatenate(parts), cuts
 
     def finish(self) -> tuple[np.ndarray, list]:
-        """End of the stream: the held zeros' run is complete; returns what ``__call__`` does."""
+        """End of the stream: the held run is complete; returns what ``__call__`` does."""
         parts, cuts = [], []
-        self._run(self._held, parts, cuts, np.float32)
-        self._held = 0
+        self._run(parts, cuts)
         return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), cuts
 
-    def _run(self, n: int, parts: list, cuts: list, dtype) -> None:
-        """A complete run of ``n`` zeros: cut if long enough, else passed on."""
-        if n >= self.min_run:
-            cuts.append((self.n_kept, n))
-        elif n:
-            parts.append(np.zeros(n, dtype))
-            self.n_kept += n
+    def _hold(self, x: np.ndarray) -> None:
+        if len(self._held) < self.min_run:
+            self._held = np.concatenate([self._held, x[:self.min_run - len(self._held)]]).astype(x.dtype)
+        self.held += len(x)
+
+    def _run(self, parts: list, cuts: list) -> None:
+        """The held run is complete: cut if long enough, else passed on."""
+        if self.held >= self.min_run:
+            cuts.append((self.n_kept, self.held))
+        elif self.held:
+            parts.append(self._held)
+            self.n_kept += self.held
+        self.held = 0
+        self._held = self._held[:0]
 
 
 class FrameMap:
@@ -87,7 +109,9 @@ class FrameMap:
 
     ``centre0`` and ``step``: the centre, in samples, of embedding frame 0 and the samples per
     frame. A frame whose centre is at or after a cut's kept sample is moved on by that cut's
-    samples; the samples moved are rounded to whole frames (half up). Cuts older than a given
+    samples; the samples moved are rounded to whole frames (half up), and at the end of the
+    stream no frame is moved past the input's last (``last``, set by the caller: rounding up
+    could otherwise move the final frame one past it). Cuts older than a given
     frame can be folded into a constant (:meth:`forget_before`), so a stream's memory does not
     grow with its idle stretches.
     """
@@ -100,6 +124,7 @@ class FrameMap:
         self._gaps = []        # [(first model frame after the cut, samples cut)], in order
         self._before = 0       # samples cut before the first remembered gap
         self.samples_cut = 0   # all samples cut so far
+        self.last = None       # the input's last frame, once the stream has ended
 
     @property
     def frames_cut(self) -> int:
@@ -119,6 +144,8 @@ class FrameMap:
         for p, n in self._gaps:
             moved = moved + np.where(f >= p, n, 0)
         out = f + (moved + self.step // 2) // self.step
+        if self.last is not None:
+            out = np.minimum(out, self.last)
         return int(out) if out.ndim == 0 else out
 
     def lay_out(self, start: int, att: np.ndarray) -> tuple[int, int, np.ndarray]:
@@ -133,7 +160,7 @@ class FrameMap:
         if b - a == n:
             return a, b, att
         out = np.zeros(att.shape[:-1] + (b - a,), np.float32)
-        out[..., pos - a] = att
+        out[..., pos - a] = att          # frames clamped onto the last one: the later wins
         return a, b, out
 
     def forget_before(self, frame: int) -> None:

@@ -17,7 +17,7 @@ Audio no longer than the window gives one window over all of it: the answer is e
 whole-utterance one (to float rounding; a test holds it to 1e-5). With the defaults (10 s
 windows, 5 s apart) every stretch of up to 5 s lies wholly inside some window, and every
 frame but those within 2.5 s of the ends is at least 2.5 s from the edges of the window
-centred nearest it. Runs of digital silence (0.1 s or more of exact zeros: an idle device) are
+centred nearest it. Runs of digital silence (25 ms or more of zeros: an idle device) are
 cut out before the model hears them (:mod:`vpkl.runtime.gaps`), so windows count the audio
 heard, and their frames are laid out on the input's (aud_att 0 in the silence); audio that is
 digital silence throughout still gets one window, all 0. Memory: the window's causal frames, one block of samples and its
@@ -82,7 +82,7 @@ class CausalEncoder:
     Running the LSTMs through the silence instead changed which near-threshold words fired
     (tests/test_silence.py).
 
-    Digital silence anywhere (runs of exact zeros of at least 0.1 s) is cut out of the samples
+    Digital silence anywhere (runs of zeros of at least 25 ms) is cut out of the samples
     before the front end (:mod:`vpkl.runtime.gaps`): the frames come out on the model's timeline
     (the kept samples), and ``frame_map`` turns them into frames of the input. ``n_samples``
     counts the input's samples, ``n_frames`` the model's frames; :meth:`input_frames` gives the
@@ -109,7 +109,8 @@ class CausalEncoder:
         cut, also when nearly all of it was cut)."""
         if final:
             return self.bundle.front_end.n_frames(self.n_samples) // 2
-        return self.n_frames + self.frame_map.frames_cut
+        step = self.frame_map.step   # silence held back (its run not yet complete) counts as cut
+        return self.n_frames + (self.frame_map.samples_cut + self.cutter.held + step // 2) // step
 
     def reset(self) -> None:
         """Forget the stream: the next sample is sample 0, the next frame frame 0."""
@@ -140,6 +141,7 @@ class CausalEncoder:
         """End of the stream: the last run of zeros is complete and the conv's end padding completes
         the last frame; returns the (k, H) frames that completes (k >= 0), heard."""
         new, heard = self._kept(*self.cutter.finish())
+        self.frame_map.last = self.input_frames(final=True) - 1
         if not self._started:   # nothing heard: the frames a stream of this length has, all silent
             last, last_heard = self._silent_frames(self._rows // 2 - self.n_frames)
         else:

@@ -47,10 +47,10 @@ one after another are fine. Independent streams, each with its own Spotter over 
 bundle and queries, run in parallel safely (onnxruntime sessions and the native head may be
 called from several threads at once).
 
-Digital silence (runs of 0.1 s or more of exact zeros) is cut out of the stream before the
-model hears it (:mod:`vpkl.runtime.gaps`): windows, hops and the rules count the audio heard,
+Digital silence (runs of 25 ms or more of samples at or below -96 dBFS: zeros) is cut out of
+the stream before the model hears it (:mod:`vpkl.runtime.gaps`): windows, hops and the rules count the audio heard,
 so zeros before, inside or after speech change nothing the stream decides; detections give
-frames and times of the input. A keyword said just before the input turns to exact zeros is
+frames and times of the input. A keyword said just before the input turns to digital silence is
 therefore reported when sound returns, or at :meth:`Spotter.flush`.
 
 Speech gating (``vad=True``, off by default): silero-vad (:mod:`vpkl.runtime.vad`) marks each
