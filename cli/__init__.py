@@ -62,8 +62,7 @@ def cmd_train(a) -> int:
                       seed=a.seed, sampling=a.sampling, loss=a.loss,
                       prototypes=not a.no_prototypes, threads=a.threads, concat=a.concat,
                       keyword_free=a.keyword_free, mixed=a.mixed, synth=a.synth, held_out_speaker=held,
-                      reversed_speech=a.reversed_speech, query_styles=a.query_styles, long_context=a.long_context,
-                      channel_tilt=a.channel_tilt)
+                      reversed_speech=a.reversed_speech, query_styles=a.query_styles, long_context=a.long_context)
     print(json.dumps(train(cfg), indent=2))
     return 0
 
@@ -495,9 +494,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--query-styles", action="store_true",
                    help="train on the digit images also drawn dark on light, resized and photographed "
                         "(the query styles of vpkl make-dataset)")
-    t.add_argument("--channel-tilt", action="store_true",
-                   help="each digit recording through a random first-order microphone tilt (brighter or darker, up "
-                        "to about 12 dB between 300 Hz and 3 kHz) before the noise: other microphones")
     t.add_argument("--held-out-speaker", default="george", metavar="NAME",
                    help="FSDD speaker kept out of training and validation (default george; 'none': every speaker)")
     t.add_argument("--force", action="store_true", help="overwrite --out if it exists")

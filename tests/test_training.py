@@ -43,31 +43,6 @@ def test_speed_perturb_scales_frequency_and_duration():
 
 
 @needs_data
-def test_channel_tilt_impulse_responses_and_spectral_slope():
-    x = np.zeros(64, np.float32)
-    x[0] = 1.0
-    np.testing.assert_allclose(dd.tilt(x, 0.5)[:3], [1.0, -0.5, 0.0])   # FIR x[n] - 0.5 x[n-1]
-    np.testing.assert_allclose(dd.tilt(x, -0.5), 0.5 ** np.arange(64), rtol=1e-6)  # one pole at 0.5
-    assert dd.tilt(x, 0.5).dtype == np.float32
-    np.testing.assert_array_equal(dd.tilt(x, 0.0), x)
-    # sines at 300 Hz and 3 kHz: the level difference is that of |1 - b e^-jw| by hand
-    t = np.arange(16000) / 16000
-    gain = lambda f, b: 20 * np.log10(abs(1 - b * np.exp(-2j * np.pi * f / 16000)))
-    for b in (0.8, -0.8):
-        lo, hi = (dd.tilt(np.sin(2 * np.pi * f * t), b)[2000:] for f in (300, 3000))
-        level = lambda y: 10 * np.log10(np.mean(y ** 2) * 2)
-        want = gain(3000, b) - gain(300, b) if b > 0 else gain(300, -b) - gain(3000, -b)
-        assert level(hi) - level(lo) == pytest.approx(want, abs=0.05)
-    assert abs(gain(3000, 0.8) - gain(300, 0.8)) > 11
-    with pytest.raises(ValueError, match="tilt b"):
-        dd.tilt(x, 1.0)
-    recs = [dd.Recording(1, "s", 0, np.ones(100, np.float32))] * 50
-    out = dd.channel_tilt(recs, np.random.default_rng(0))
-    bs = np.array([1 - r.samples[1] for r in out])  # y[1] = 1 - b on a constant input, either branch
-    assert [(r.digit, r.speaker, len(r.samples)) for r in out] == [(1, "s", 100)] * 50
-    assert bs.min() >= -0.8 and bs.max() <= 0.8 and bs.min() < -0.4 and bs.max() > 0.4
-
-
 def test_synthesized_utterance_levels_and_words():
     recs = dd.load_fsdd(DATA, "test")
     assert {r.speaker for r in recs} == {dd.HELD_OUT_SPEAKER}

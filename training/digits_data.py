@@ -94,31 +94,6 @@ def speed_perturb(recordings: list[Recording], factors=(0.9, 0.95, 1.05, 1.1)) -
     return out
 
 
-def tilt(samples: np.ndarray, b: float) -> np.ndarray:
-    """``samples`` (1-D float) through a first-order microphone response: brighter for b > 0
-    (FIR y[n] = x[n] - b x[n-1], a high-pass like pre-emphasis), darker for b < 0 (one-pole
-    low-pass y[n] = x[n] + |b| y[n-1]); b = 0 returns a copy. |b| < 1. Same length and dtype.
-
-    With |b| = 0.8 the level at 3 kHz against 300 Hz moves by about 12 dB: the FSDD speakers'
-    recordings differ by that much (one speaker's energy above 2.5 kHz is 6-11 dB higher,
-    relative to below 1 kHz, than the others').
-    """
-    from scipy.signal import lfilter
-    if not -1.0 < b < 1.0:
-        raise ValueError(f"tilt b must be in (-1, 1), got {b}")
-    num, den = ([1.0, -b], [1.0]) if b >= 0 else ([1.0], [1.0, b])
-    return lfilter(num, den, samples.astype(np.float64)).astype(samples.dtype)
-
-
-def channel_tilt(recordings: list[Recording], rng: np.random.Generator, max_b: float = 0.8) -> list[Recording]:
-    """Each recording through :func:`tilt` with b drawn uniformly from [-max_b, max_b]: a
-    training augmentation standing in for other microphones (speakers recorded on their own
-    devices). Applied before the noise is mixed in, as a microphone colours the voice.
-    """
-    return [Recording(r.digit, r.speaker, r.index, tilt(r.samples, float(rng.uniform(-max_b, max_b))))
-            for r in recordings]
-
-
 def digit_images(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Handwritten digits of one split: (K, 8, 8) uint8 (ink bright), (K,) int labels.
 

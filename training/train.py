@@ -34,12 +34,6 @@ Long context (``long_context``, off by default): that share of utterances starts
 noise bed and has pauses of up to 1 s (:func:`vpkl.training.negatives.compose`), as a stream's
 window has; without it, words after a pause of a second were missed in streams (README, *Streaming*).
 
-Channel tilt (``channel_tilt``, off by default): each digit recording through a random first-order
-microphone response (:func:`vpkl.training.digits_data.channel_tilt`) before the noise is mixed in. A
-new speaker's own microphone is part of what the model has not heard: the held-out speaker george
-records about 6-11 dB brighter (energy above 2.5 kHz against below 1 kHz) than the four others, and
-his figures are lowest on the cleanest utterances, where his recordings are heard least masked.
-
 At the end the detection threshold is chosen on the validation split (best F1) and
 stored in the checkpoint with the keyword names.
 """
@@ -89,7 +83,6 @@ class TrainConfig:
     reversed_speech: bool = False  # keyword-free pieces also from real recordings played backwards
     query_styles: bool = False     # images also drawn dark, resized and photographed (query_styles)
     long_context: float = 0.0      # share of utterances with a long lead-in and long pauses (negatives.compose)
-    channel_tilt: bool = False     # each digit recording through a random microphone tilt (digits_data.channel_tilt)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -323,8 +316,6 @@ def train(cfg: TrainConfig, preset: str = "digits") -> dict:
     real = [r.samples for r in recs]
     if cfg.speed_perturb:
         recs = dd.speed_perturb(recs)
-    if cfg.channel_tilt:  # its own generator: the other draws stay as they are without it
-        recs = dd.channel_tilt(recs, np.random.default_rng([cfg.seed, 1]))
     fillers = ng.Fillers()
     if cfg.keyword_free + cfg.mixed > 0:
         fillers.words = ng.speech_commands(cfg.data, "train")
