@@ -446,9 +446,10 @@ The table (the paper's protocol, Nortje & Kamper SLT 2022), a row overall and pe
 manifest gives snr_db:
   pairs     (utterance, keyword) pairs scored: utterances x keywords with a query image
   det P/R/F1  detection: a pair is detected when S >= the threshold; right when the keyword is said
-  loc P/R/F1  localisation: a detection is right only when the argmax frame of aud_att (its centre
-              time) falls inside one of that keyword's spoken spans
-  loc acc   the share of said keywords whose argmax frame falls inside, whatever S
+  loc P/R/F1  localisation: a detection is right only when its localised frame (the argmax of aud_att
+              over the speech frames, 3 dB or more above the quiet level; its centre time) falls
+              inside one of that keyword's spoken spans
+  loc acc   the share of said keywords whose localised frame falls inside, whatever S
 --json gives the same numbers."""
 
 

@@ -18,7 +18,8 @@ EPILOG = f"""\
 The table, one per audio file, a row per keyword:
   score     S in [0, 1], the detection score: (1 + cos) / 2 of the query and the audio it attends to
   thr       the threshold; detected says YES when S >= thr
-  at (s)    time_s: the centre of the localised frame, the argmax of aud_att (frames are 20 ms, 50 per
+  at (s)    time_s: the centre of the localised frame, the argmax of aud_att over the frames of speech
+            (those 3 dB or more above the quiet level of the audio scored; frames are 20 ms, 50 per
             second; at 16 kHz frame n is centred at 0.0175 + 0.02 n s)
   frame     n, that frame's index
 For a keyword that was not detected, at and frame are in parentheses: where its query matches best,

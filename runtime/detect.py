@@ -10,6 +10,7 @@ from .bundle import Bundle
 from .checks import resolve_thresholds
 from .errors import VpklInputError
 from .features import features
+from .localise import LOC_GATE_DB
 from .longaudio import HOP_S, WINDOW_S, min_samples, require_one_frame, scan  # noqa: F401 (re-exported)
 from .queries import QuerySet
 
@@ -19,7 +20,8 @@ class KeywordResult:
     """One keyword's answer for one utterance.
 
     score: S in [0, 1]; detected: S >= threshold; frame: localised audio embedding index
-    (argmax of aud_att), counted from the start of the audio; time_s: that frame's centre in
+    (the argmax of aud_att over the window's speech frames, :mod:`vpkl.runtime.localise`; so
+    not always the argmax of ``aud_att``), counted from the start of the audio; time_s: that frame's centre in
     seconds; window: (start, end) frames of the scored window the answer comes from ((0, N) for
     audio no longer than the window, see :mod:`vpkl.runtime.longaudio`); aud_att:
     (end - start,) float32 attention over that window's frames (50 per second), min-max
@@ -55,7 +57,8 @@ def embed_audio(bundle: Bundle, audio, name: str = "audio") -> np.ndarray:
 
 
 def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str = "audio",
-           window_s: float = WINDOW_S, hop_s: float = HOP_S, progress=None) -> list[KeywordResult]:
+           window_s: float = WINDOW_S, hop_s: float = HOP_S, progress=None,
+           loc_gate_db: float | None = LOC_GATE_DB) -> list[KeywordResult]:
     """Is each query's keyword spoken in ``audio``, and where?
 
     Audio of any length is read block by block and scored in memory that does not grow with
@@ -69,28 +72,32 @@ def detect(bundle: Bundle, audio, queries: QuerySet, threshold=None, name: str =
             bundle's); each in [0, 1] (:func:`vpkl.runtime.checks.resolve_thresholds`).
         window_s, hop_s: window length and distance in seconds, for audio longer than window_s.
         progress: called as ``progress(seconds_done, seconds_total)`` as the audio is read.
+        loc_gate_db: localise among the frames at least this many dB above the window's quiet
+            level (default 3 dB, :mod:`vpkl.runtime.localise`); None: the paper's argmax of
+            aud_att over all frames (Sec. 3.2).
     Returns:
         One :class:`KeywordResult` per query, in the query set's order; ``frame`` and ``time_s``
         count from the start of the audio.
     Raises:
         VpklInputError: no queries, a bad threshold, audio that cannot be used (named by its path,
-            or ``name`` for samples), window_s / hop_s that cannot work.
+            or ``name`` for samples), window_s / hop_s / loc_gate_db that cannot work.
     """
     if len(queries) == 0:
         raise VpklInputError("queries: no query enrolled")
     thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold,
                                     per_keyword=bundle.keyword_thresholds)
-    best = None  # per query: (S, window start, aud_att) of its best window so far
-    for win in scan(bundle, audio, queries, window_s, hop_s, name, progress):
+    best = None  # per query: (S, window start, aud_att, localised frame) of its best window so far
+    for win in scan(bundle, audio, queries, window_s, hop_s, name, progress, loc_gate_db):
         if best is None:
-            best = [(float(win.scores[k]), win.start, win.aud_att[k].copy()) for k in range(len(queries))]
+            best = [(float(win.scores[k]), win.start, win.aud_att[k].copy(), int(win.frames[k]))
+                    for k in range(len(queries))]
             continue
         for k in np.flatnonzero(win.scores > np.array([b[0] for b in best])):
-            best[k] = (float(win.scores[k]), win.start, win.aud_att[k].copy())  # not a view: it would keep the window
+            # a copy, not a view: a view would keep the whole window alive
+            best[k] = (float(win.scores[k]), win.start, win.aud_att[k].copy(), int(win.frames[k]))
     out = []
     for k, kw in enumerate(queries.keywords):
-        s, start, att = best[k]
-        n = start + int(np.argmax(att))
+        s, start, att, n = best[k]
         out.append(KeywordResult(kw, s, bool(s >= thresholds[k]), float(thresholds[k]), n,
                                  float(bundle.frame_time(n)), att, (start, start + len(att))))
     return out

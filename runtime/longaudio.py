@@ -10,8 +10,9 @@ over a long file they run on windows of ``window_s`` seconds, ``hop_s`` apart: f
 [0, W), [H, H + W), [2H, 2H + W), ... and a last window [N - W, N) that ends with the audio
 (W, H, N in frames; windows are never shorter than W unless the audio is). Each window is scored
 like a whole utterance. A keyword's answer for the file is that of its best-scoring window: S
-is that window's S, the localised frame its argmax of aud_att counted from the start of the
-file, and aud_att that window's attention (``window`` says which frames it covers).
+is that window's S, the localised frame its localisation (the argmax of aud_att over its speech
+frames, :mod:`vpkl.runtime.localise`) counted from the start of the file, and aud_att that
+window's attention (``window`` says which frames it covers).
 
 Audio no longer than the window gives one window over all of it: the answer is exactly the
 whole-utterance one (to float rounding; a test holds it to 1e-5). With the defaults (10 s
@@ -36,6 +37,7 @@ from .bundle import Bundle
 from .errors import VpklInputError
 from .features import StreamingFrontEnd, silent_frames
 from .gaps import MIN_GAP_S, FrameMap, SilenceCutter
+from .localise import LOC_GATE_DB, FrameEnergy, check_gate, localise
 from .sources import file_chunks
 
 WINDOW_S = 10.0   # default window: audio up to this long is scored exactly as one utterance
@@ -71,7 +73,8 @@ class CausalEncoder:
     those of :meth:`Bundle.embed_features` on the whole (to float rounding): a zero log-mel frame
     of conv padding before the first frame and after the last. Each frame comes with whether it
     was heard: some of its four log-mel frames were not digital silence
-    (:func:`~vpkl.runtime.features.silent_frames`).
+    (:func:`~vpkl.runtime.features.silent_frames`), and its energy in dBFS
+    (:class:`~vpkl.runtime.localise.FrameEnergy`, for localisation).
 
     Leading digital silence (a padded file, a device warming up) is not encoded: the stream
     begins at its first sound. Until a log-mel frame is heard, frames come out as zeros, not
@@ -95,6 +98,7 @@ class CausalEncoder:
         self.front_end = StreamingFrontEnd(fe)
         self.cutter = SilenceCutter(max(1, int(round(MIN_GAP_S * fe.sample_rate))))
         self.frame_map = FrameMap(float(fe.embedding_centre(0)), 2 * fe.hop_length)  # conv stride 2
+        self.energy = FrameEnergy(fe)
         self.kept = np.zeros(0, np.float32)          # the samples the last call passed to the front end
         self.reset()
 
@@ -117,6 +121,7 @@ class CausalEncoder:
         self.front_end.reset()
         self.cutter.reset()
         self.frame_map.reset()
+        self.energy.reset()
         self._mel = np.zeros((1, self.bundle.front_end.n_mels), np.float32)  # the conv's zero padding frame -1
         self._mel_heard = np.zeros(1, bool)                                     # per row of _mel: not silent
         self._h, self._c = self.bundle.initial_state()
@@ -125,21 +130,24 @@ class CausalEncoder:
         self._rows = 0          # before that: log-mel frames received
         self._skip = 0          # log-mel frames still to drop before the restart (see encode_features)
 
-    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Feed (n,) float samples at the bundle's rate, full scale +-1 (n >= 0); returns the
-        (k, H) float32 causal frames they complete (k >= 0, on the model's timeline) and (k,) bool: heard."""
-        return self._kept(*self.cutter(x))
+        (k, H) float32 causal frames they complete (k >= 0, on the model's timeline), (k,) bool:
+        heard, and (k,) float32: their energies in dBFS."""
+        new, heard = self._kept(*self.cutter(x))
+        return new, heard, self.energy.take(self.n_frames)
 
     def _kept(self, kept: np.ndarray, cuts: list) -> tuple[np.ndarray, np.ndarray]:
         for at, n in cuts:
             self.frame_map.add(at, n)
         self.kept = kept
+        self.energy.add(kept)
         feats = self.front_end(kept)
         return self.encode_features(feats, ~silent_frames(feats, self.bundle.front_end))
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """End of the stream: the last run of zeros is complete and the conv's end padding completes
-        the last frame; returns the (k, H) frames that completes (k >= 0), heard."""
+        the last frame; returns the (k, H) frames that completes (k >= 0), heard, energies."""
         new, heard = self._kept(*self.cutter.finish())
         self.frame_map.last = self.input_frames(final=True) - 1
         if not self._started:   # nothing heard: the frames a stream of this length has, all silent
@@ -147,7 +155,8 @@ class CausalEncoder:
         else:
             last, last_heard = self._encode(np.zeros((1, self.bundle.front_end.n_mels), np.float32),
                                             np.zeros(1, bool))
-        return np.concatenate([new, last]), np.concatenate([heard, last_heard])
+        return (np.concatenate([new, last]), np.concatenate([heard, last_heard]),
+                self.energy.take(self.n_frames, final=True))
 
     def _silent_frames(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = max(k, 0)
@@ -190,12 +199,14 @@ class CausalEncoder:
 @dataclass
 class WindowScores:
     """The head's output on one scored window: frames [start, end) of the audio (absolute),
-    S (Q,) and aud_att (Q, end - start) float32, in the query set's order."""
+    S (Q,) and aud_att (Q, end - start) float32, in the query set's order, and ``frames`` (Q,)
+    int64: each query's localised frame (absolute; :func:`~vpkl.runtime.localise.localise`)."""
 
     start: int
     end: int
     scores: np.ndarray
     aud_att: np.ndarray
+    frames: np.ndarray
 
 
 def sample_blocks(audio, sample_rate: int, name: str = "audio", block_s: float = BLOCK_S
@@ -255,7 +266,8 @@ def check_window(bundle: Bundle, window_s: float, hop_s: float) -> tuple[int, in
 
 
 def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: float = HOP_S,
-         name: str = "audio", progress: Callable[[float, float], None] | None = None) -> Iterator[WindowScores]:
+         name: str = "audio", progress: Callable[[float, float], None] | None = None,
+         loc_gate_db: float | None = LOC_GATE_DB) -> Iterator[WindowScores]:
     """Score every window of an utterance of any length (see the module docstring for the windows).
 
     Args:
@@ -265,6 +277,8 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
         window_s, hop_s: window length and distance in seconds (rounded to frames, 50 per second
             for the shipped bundles).
         progress: called as ``progress(seconds_done, seconds_total)`` after each block read.
+        loc_gate_db: localise over the window's frames this many dB above its quiet level
+            (:mod:`vpkl.runtime.localise`); None: the paper's argmax over all its frames.
     Yields:
         :class:`WindowScores` in order of their end frame, in frames of the input; one window
         when the audio holds at most W frames once its digital silence is cut out (module
@@ -274,14 +288,16 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
         and aud_att = 0 for every query (nothing was heard, so no keyword was said).
     Raises:
         VpklInputError: unreadable, empty, non-finite or too short audio (named by its path, or
-            ``name`` for samples), bad window_s / hop_s.
+            ``name`` for samples), bad window_s / hop_s / loc_gate_db.
     """
     w, h = check_window(bundle, window_s, hop_s)
+    loc_gate_db = check_gate(loc_gate_db)
     name = os.fspath(audio) if isinstance(audio, (str, os.PathLike)) else name
     total_s, blocks = sample_blocks(audio, bundle.front_end.sample_rate, name)
     enc = CausalEncoder(bundle)
     frames = np.zeros((0, bundle.causal_dim), np.float32)  # causal frames [enc.n_frames - len, enc.n_frames)
     heard = np.zeros(0, bool)                               # per frame: not digital silence alone
+    energy = np.zeros(0, np.float32)                        # per frame: dBFS
     next_end, last_end, scored = w, 0, 0
 
     def rows(end: int) -> slice:  # the window ending at frame ``end``, as rows of ``frames``
@@ -292,17 +308,20 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
         r = rows(end)
         skip = int(np.argmax(heard[r])) if heard[r].any() else 0   # a window starts at its first sound
         s, att, _ = bundle.score(queries, bundle.encode_bidirectional(frames[r][skip:]))
-        a, b, att = enc.frame_map.lay_out(max(end - w, 0) + skip, att)   # frames of the input
-        return WindowScores(a, b, s, att)
+        first = max(end - w, 0) + skip
+        placed = enc.frame_map.to_input(first + localise(att, energy[r][skip:], loc_gate_db))
+        a, b, att = enc.frame_map.lay_out(first, att)   # frames of the input
+        return WindowScores(a, b, s, att, np.atleast_1d(placed))
 
     def silent(end: int) -> bool:
         return not heard[rows(end)].any()
 
     sr = bundle.front_end.sample_rate
     for x in blocks:
-        new, new_heard = enc(x)
+        new, new_heard, new_energy = enc(x)
         if len(new):
             frames, heard = np.concatenate([frames[-w:], new]), np.concatenate([heard[-w:], new_heard])
+            energy = np.concatenate([energy[-w:], new_energy])
         while next_end <= enc.n_frames:
             if not silent(next_end):
                 scored += 1
@@ -317,12 +336,14 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
     if n == 0:
         raise VpklInputError(f"{name}: the audio is empty (0 samples)")
     _check_length(bundle, n, name)
-    new, new_heard = enc.finish()
+    new, new_heard, new_energy = enc.finish()
     frames, heard = np.concatenate([frames[-w:], new]), np.concatenate([heard[-w:], new_heard])
+    energy = np.concatenate([energy[-w:], new_energy])
     if scored == 0 and silent(enc.n_frames):   # digital silence alone: nothing heard, no keyword said
         total = enc.input_frames(final=True)
         start = max(total - w, 0)
         q = len(queries)
-        yield WindowScores(start, total, np.zeros(q, np.float32), np.zeros((q, total - start), np.float32))
+        yield WindowScores(start, total, np.zeros(q, np.float32), np.zeros((q, total - start), np.float32),
+                           np.full(q, start, np.int64))
     elif scored == 0 or (last_end < enc.n_frames and not silent(enc.n_frames)):
         yield window(enc.n_frames)  # the last window, or the only one

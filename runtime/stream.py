@@ -14,17 +14,25 @@ any number of Spotters may share). Between chunks it keeps only what the next fr
 Every ``hop_s`` seconds of stream (at fixed stream positions, whatever the chunking) the
 bidirectional part (``audio_bidir.onnx``: the two BiLSTMs) runs over that window and the
 localising attention head (Nortje & Kamper, SLT 2022, Sec. 3.2) scores every query against it:
-S, and the localised frame = argmax of aud_att, exactly as offline but over the window rather
-than the whole utterance. A keyword fires when
+S, and the localised frame = the argmax of aud_att over the window's speech frames
+(:mod:`vpkl.runtime.localise`), exactly as offline but over the window rather than the whole
+utterance. A keyword fires when
 
 - S >= its threshold,
-- the localised frame has at least ``lookahead_s`` of audio after it in the window (the
-  backward LSTMs have then heard the end of the word; at :meth:`Spotter.flush` the end of the
-  stream counts as enough),
-- ``confirm`` consecutive scored windows have put it there (within 2 frames) above threshold
-  (the final window at :meth:`Spotter.flush` needs no confirmation), and
-- no detection of that keyword was localised within ``refractory_s`` of it (one spoken word
+- the peak of its aud_att (the argmax over all the window's frames) has at least
+  ``lookahead_s`` of audio after it in the window (the backward LSTMs have then heard the end
+  of the word; at :meth:`Spotter.flush` the end of the stream counts as enough),
+- ``confirm`` consecutive scored windows have put the peak there (within 2 frames) above
+  threshold (the final window at :meth:`Spotter.flush` needs no confirmation), and
+- no detection of that keyword had its peak within ``refractory_s`` of it (one spoken word
   gives one detection, not one per window).
+
+The rules wait on the model's own peak, not on the localised frame: on keyword-free speech the
+peak of a window that scores above threshold usually sits on the window's last frame (the
+model has not settled) and fails the lookahead, which the localised frame, kept out of a quiet
+last frame, would often pass; waiting on the localised frame more than doubled the false
+alarms per hour of a leave-one-speaker-out model on keyword-free validation audio (README,
+*Accuracy*). The detection reports the localised frame.
 
 At the start of a stream, windows shorter than ``min_window_s`` are not scored (except by
 :meth:`Spotter.flush`): the model was trained on whole utterances of 1.5-5 s. Each of these
@@ -35,7 +43,7 @@ and hop trade in delay, compute and agreement with ``detect``.
 Unlike ``detect``, which reports one place per keyword per utterance (the argmax over all of
 it), the stream reports every place where a keyword fires: a word the model mistakes for a
 keyword is reported even when the keyword itself is said later (offline, the later, stronger
-match takes the argmax and hides it). Each streamed detection is what ``detect`` says of the
+match is the answer and hides it). Each streamed detection is what ``detect`` says of the
 audio heard so far (while the stream is shorter than the window, exactly so). The delay of a
 detection is about ``lookahead_s`` plus ``confirm`` hops; the compute per second of audio
 about (window / hop) times that of the BiLSTMs on one second, plus the causal part once.
@@ -74,6 +82,7 @@ from .audio import check_layout, to_float, to_mono
 from .bundle import Bundle
 from .checks import resolve_thresholds
 from .errors import VpklInputError
+from .localise import LOC_GATE_DB, check_gate, localise
 from .longaudio import CausalEncoder, WindowScores  # noqa: F401 (WindowScores: part of this module's API)
 from .queries import QuerySet
 from .sources import file_chunks
@@ -91,7 +100,9 @@ class StreamConfig:
     (mid-stream); confirm: mid-stream, consecutive scored windows that must localise the
     keyword at the same frame (within 2) above its threshold before it fires; refractory_s: a
     keyword does not fire again within this distance of its last detection; span_level: a
-    detection's span is the run of frames around its frame with aud_att >= this.
+    detection's span is the run of frames around its frame with aud_att >= this; loc_gate_db:
+    localise among the window's frames at least this many dB above its quiet level
+    (:mod:`vpkl.runtime.localise`), None for the paper's argmax over all of them.
     """
 
     window_s: float = 3.0
@@ -101,6 +112,7 @@ class StreamConfig:
     confirm: int = 2
     refractory_s: float = 0.6
     span_level: float = 0.5
+    loc_gate_db: float | None = LOC_GATE_DB
 
     def frames(self, frame_rate: float) -> dict:
         """{"window", "hop", "min_window", "lookahead", "refractory"} in whole frames (each value rounded
@@ -135,6 +147,7 @@ class StreamConfig:
             raise VpklInputError(f"refractory_s: expected >= 0, got {self.refractory_s}")
         if not 0 < self.span_level <= 1:
             raise VpklInputError(f"span_level: expected 0 < span_level <= 1, got {self.span_level}")
+        check_gate(self.loc_gate_db)
         return out
 
 
@@ -205,8 +218,9 @@ def check_chunk(chunk, index: int) -> np.ndarray:
 
 class FiringRules:
     """When a scored window makes a keyword fire (module docstring): S >= threshold, lookahead,
-    ``confirm`` consecutive windows within 2 frames, refractory distance. State: per query, the
-    pending frame and its count, and the frame of its last detection.
+    ``confirm`` consecutive windows within 2 frames, refractory distance, all on the peak frame
+    of aud_att. State: per query, the pending peak frame and its count, and the peak frame of its
+    last detection.
 
     Kept apart from the scoring so that the same windows can be replayed at many thresholds
     (:func:`replay`: a false-alarm curve from one pass of the model over the audio).
@@ -222,16 +236,16 @@ class FiringRules:
         """A window that was not scored (silence, no speech): confirmations start again."""
         self.pending.clear()
 
-    def __call__(self, s: np.ndarray, placed: np.ndarray, end: int, final: bool, thresholds) -> list[int]:
+    def __call__(self, s: np.ndarray, peaks: np.ndarray, end: int, final: bool, thresholds) -> list[int]:
         """The queries that fire on a window ending (exclusive) at frame ``end``: ``s`` (Q,) scores,
-        ``placed`` (Q,) absolute localised frames, ``final``: the stream's last window (no
-        lookahead or confirmation needed), ``thresholds`` (Q,)."""
+        ``peaks`` (Q,) absolute peak frames (argmax of aud_att over the window), ``final``: the
+        stream's last window (no lookahead or confirmation needed), ``thresholds`` (Q,)."""
         fired = []
         for q in range(len(s)):
             if s[q] < thresholds[q]:
                 self.pending.pop(q, None)
                 continue
-            frame = int(placed[q])
+            frame = int(peaks[q])
             if not final:
                 if end - 1 - frame < self.lookahead:
                     self.pending.pop(q, None)
@@ -258,9 +272,9 @@ def replay(log: list, rules: FiringRules, thresholds) -> np.ndarray:
         if w is None:
             rules.skip()
             continue
-        end, final, s, placed = w
+        end, final, s, peaks = w
         counts = np.zeros(len(s), np.int64) if counts is None else counts
-        for q in rules(s, placed, end, final, thresholds):
+        for q in rules(s, peaks, end, final, thresholds):
             counts[q] += 1
     return counts if counts is not None else np.zeros(len(np.atleast_1d(thresholds)), np.int64)
 
@@ -284,7 +298,11 @@ def _speech_gate(vad, sample_rate: int):
 
 
 def attention_span(att: np.ndarray, at: int, level: float) -> tuple[int, int]:
-    """(first, last) indices of the run of ``att >= level`` that contains ``at`` (att[at] is the max)."""
+    """(first, last) indices of the run of ``att >= level`` that contains ``at`` (the localised frame):
+    (at, at) when att[at] itself is below ``level`` (a frame the localisation gate chose over a
+    higher peak in a pause)."""
+    if att[at] < level:
+        return at, at
     low = np.flatnonzero(att < level)
     before, after = low[low < at], low[low > at]
     return (int(before[-1]) + 1 if len(before) else 0, int(after[0]) - 1 if len(after) else len(att) - 1)
@@ -311,7 +329,7 @@ class Spotter:
         :class:`WindowScores` of the window scored last (None before the first);
         windows_scored: windows scored since the stream began (the compute the stream spent);
         window_log: None, or a list to which each scored window's (end frame, final, (Q,) S,
-        (Q,) localised frames) is appended, and None for each window skipped (for :func:`replay`).
+        (Q,) peak frames of aud_att) is appended, and None for each window skipped (for :func:`replay`).
     Raises:
         VpklInputError: no queries, a threshold that is not a number in [0, 1], impossible config values,
             ``vad`` asked for without silero-vad installed (the message gives the install command).
@@ -363,6 +381,7 @@ class Spotter:
             self._vad.reset()
         self._causal = np.zeros((0, self.bundle.causal_dim), np.float32)       # the last <= window causal frames
         self._heard = np.zeros(0, bool)  # per row of _causal: some of its log-mel frames were not silent
+        self._energy = np.zeros(0, np.float32)  # per row of _causal: its energy, dBFS (for localisation)
         self._first_heard = None         # the first such frame of the stream
         self._next_score = self._hop  # frame count at which the window is next scored
         self._rules = self.firing_rules()
@@ -411,10 +430,10 @@ class Spotter:
             self.chunks += 1
             if x.size == 0:
                 return []
-            new, heard = self._enc(x)
+            new, heard, energy = self._enc(x)
             if self._vad is not None:
                 self._vad.feed(self._enc.kept)   # what the model hears: digital silence cut out
-            return self._advance(new, heard, t0, index, final=False)
+            return self._advance(new, heard, energy, t0, index, final=False)
 
     def flush(self) -> list[Detection]:
         """End the stream: encode the last frame (the conv's end padding), score the final window
@@ -426,11 +445,11 @@ class Spotter:
             if self._ended:
                 return []
             self._ended = True
-            new, heard = self._enc.finish()
+            new, heard, energy = self._enc.finish()
             if self._vad is not None:
                 self._vad.feed(self._enc.kept)
                 self._vad.finish()
-            return self._advance(new, heard, t0, self.chunks, final=True)
+            return self._advance(new, heard, energy, t0, self.chunks, final=True)
 
     def run(self, source, chunk_s: float = 0.1) -> Iterator[Detection]:
         """Feed a whole source, then :meth:`flush`; yield each detection as it fires.
@@ -474,13 +493,15 @@ class Spotter:
                 chunks.close()  # a file read block by block is closed here, even when the caller stops early
         yield from self.flush()
 
-    def _advance(self, new: np.ndarray, new_heard: np.ndarray, t0: float, chunk: int, final: bool) -> list[Detection]:
-        """Take the (k, H) causal frames just encoded and whether each was heard; score the windows
-        they complete."""
+    def _advance(self, new: np.ndarray, new_heard: np.ndarray, new_energy: np.ndarray, t0: float, chunk: int,
+                 final: bool) -> list[Detection]:
+        """Take the (k, H) causal frames just encoded, whether each was heard and their energies;
+        score the windows they complete."""
         n = self._enc.n_frames                               # on the model's timeline (see _score)
         base = n - len(new) - len(self._causal)  # model frame of frames[0]
         frames = np.concatenate([self._causal, new]) if len(new) else self._causal
         frames_heard = np.concatenate([self._heard, new_heard])
+        energy = np.concatenate([self._energy, new_energy])
         if self._first_heard is None and new_heard.any():
             self._first_heard = n - len(new) + int(np.argmax(new_heard))
             # scoring positions count from the stream's first sound, so leading digital silence
@@ -489,19 +510,20 @@ class Spotter:
         out = []
         while self._next_score <= n:
             if self._first_heard is not None and self._next_score - self._first_heard >= self._min_window:
-                out += self._score(frames, frames_heard, base, self._next_score, t0, chunk, final=False)
+                out += self._score(frames, frames_heard, energy, base, self._next_score, t0, chunk, final=False)
             self._next_score += self._hop
         if final and n > 0:
-            out += self._score(frames, frames_heard, base, n, t0, chunk, final=True)
+            out += self._score(frames, frames_heard, energy, base, n, t0, chunk, final=True)
         self._causal = frames[-self._window:].copy()  # a view would keep a long chunk's frames alive
         self._heard = frames_heard[-self._window:].copy()
+        self._energy = energy[-self._window:].copy()
         self._enc.frame_map.forget_before(max(n - self._window, 0))
         if self._vad is not None:
             self._vad.forget_before(float(self.bundle.frame_time(max(n - self._window, 0))))
         return out
 
-    def _score(self, frames: np.ndarray, heard: np.ndarray, base: int, end: int, t0: float, chunk: int,
-               final: bool) -> list[Detection]:
+    def _score(self, frames: np.ndarray, heard: np.ndarray, energy: np.ndarray, base: int, end: int, t0: float,
+               chunk: int, final: bool) -> list[Detection]:
         """Score the window of frames ending (exclusive) at model frame ``end``.
 
         The window starts at its first frame that was not wholly silent (digital silence is
@@ -522,15 +544,18 @@ class Spotter:
         start += int(np.argmax(h))
         emb = self.bundle.encode_bidirectional(frames[start - base:end - base])
         s, att, _ = self.bundle.score(self.queries, emb)
+        # (Q,) model frames: the model's peak, on which the firing rules wait (module docstring), and
+        # the localised frame reported (the peak among the speech frames)
+        peak = start + np.argmax(att, axis=1)
+        placed = start + localise(att, energy[start - base:end - base], self.config.loc_gate_db)
         fmap = self._enc.frame_map
         first, stop, laid_out = fmap.lay_out(start, att)
-        self.last_window = WindowScores(first, stop, s, laid_out)
+        self.last_window = WindowScores(first, stop, s, laid_out, np.atleast_1d(fmap.to_input(placed)))
         self.windows_scored += 1
-        placed = start + np.argmax(att, axis=1)          # (Q,) the localised frame of each query
         if self.window_log is not None:
-            self.window_log.append((end, final, s.copy(), placed))
+            self.window_log.append((end, final, s.copy(), peak))
         out = []
-        for q in self._rules(s, placed, end, final, self.thresholds):
+        for q in self._rules(s, peak, end, final, self.thresholds):
             a = int(placed[q] - start)
             lo, hi = attention_span(att[q], a, self.config.span_level)
             frame, lo, hi, first, last = (int(v) for v in fmap.to_input(

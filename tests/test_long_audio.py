@@ -53,26 +53,41 @@ def whole(bundle, queries, audio):
     return s, att
 
 
+def gated_argmax(x: np.ndarray, att: np.ndarray, gate_db: float = 3.0) -> np.ndarray:
+    """Localisation written out by hand from its definition (vpkl.runtime.localise), for the shipped
+    front end: embedding frame n is centred on sample (2n + 0.5) 160 + 200 = 320 n + 280, its
+    energy the mean power of samples [320 n + 120, 320 n + 440) (zeros past the end) in dB,
+    floored at -100 dB; the argmax of aud_att over frames >= the 10th percentile + gate_db."""
+    n = att.shape[1]
+    xp = np.concatenate([np.asarray(x, np.float64), np.zeros(320 * n + 440)])
+    e = np.array([10 * np.log10(max(np.mean(xp[320 * i + 120:320 * i + 440] ** 2), 1e-10)) for i in range(n)])
+    speech = e >= np.percentile(e, 10) + gate_db
+    return np.argmax(np.where(speech, att, -1.0), axis=1)
+
+
 @pytest.mark.parametrize("rate", [16000, 8000, 44100])
 def test_up_to_the_window_exactly_the_whole_utterance(shipped, period, tmp_path, rate):
     """A file of 9.9 s (read in five blocks, resampled block by block when not at 16 kHz) and the
     shipped examples: S, aud_att and the localised frame of the whole-utterance path to 1e-5
     (for example_4, of its audio with its second of digital silence cut out, which detect does
-    not hear: aud_att 0 there, frames after it one per 20 ms cut later)."""
+    not hear: aud_att 0 there, frames after it one per 20 ms cut later). The localised frame is
+    the argmax of aud_att with the gate off, and the gated argmax written out by hand with it on."""
     b, q = shipped
     x = period[0][:int(9.9 * SR)]
     p = tmp_path / f"x{rate}.wav"
     sf.write(p, x if rate == SR else soxr.resample(x, SR, rate), rate, subtype="FLOAT")
     for audio in [str(p)] + [f"{EXAMPLES}/example_{i}.wav" for i in (1, 2, 3, 4)]:
-        kept, gap = cut_digital_silence(read_audio(audio, SR)) if audio.startswith(EXAMPLES) else (audio, [])
+        kept, gap = cut_digital_silence(read_audio(audio, SR)) if audio.startswith(EXAMPLES) \
+            else (read_audio(audio, SR), [])
         s, att = whole(b, q, kept)
-        res = detect(b, audio, q)
+        res = detect(b, audio, q, loc_gate_db=None)
         assert [r.window for r in res] == [(0, att.shape[1] + len(gap))] * len(q)
         assert np.abs(np.array([r.score for r in res]) - s).max() < 1e-5
         got = np.stack([r.aud_att for r in res])
         assert not got[:, gap].any() and np.abs(np.delete(got, gap, axis=1) - att).max() < 1e-5
         moved = np.delete(np.arange(att.shape[1] + len(gap)), gap)      # model frame -> input frame
         assert [r.frame for r in res] == list(moved[np.argmax(att, axis=1)])
+        assert [r.frame for r in detect(b, audio, q)] == list(moved[gated_argmax(kept, att)])
 
 
 def test_windows_cover_the_audio(shipped, period):
@@ -113,7 +128,7 @@ def test_a_looped_file_agrees_with_the_example_results_at_shifted_times(shipped,
         assert same.sum() >= 9
         for k, r in enumerate(ref):
             if r.detected and w.scores[k] >= b.threshold:
-                assert right_place(r.keyword, int(np.argmax(w.aud_att[k]))), (w.start, r.keyword)
+                assert right_place(r.keyword, int(w.frames[k]) - w.start), (w.start, r.keyword)
     assert n_aligned == 17  # the 18th period ends a frame short: 180 s gives 8999 embeddings
     res = detect(b, long, q)
     for r, r0 in zip(res, ref):
@@ -244,18 +259,20 @@ def test_causal_encoder_begins_at_the_first_sound(shipped, pad_s):
     b, _ = shipped
     x = read_audio(f"{EXAMPLES}/example_2.wav", SR)
     ref = CausalEncoder(b)
-    r, _ = ref(x)
-    r = np.concatenate([r, ref.finish()[0]])
+    r, _, e_ref = ref(x)
+    last = ref.finish()
+    r, e_ref = np.concatenate([r, last[0]]), np.concatenate([e_ref, last[2]])
     y = np.concatenate([np.zeros(int(pad_s * SR), np.float32), x])
-    enc, rng, out, heard, i = CausalEncoder(b), np.random.default_rng(0), [], [], 0
+    enc, rng, out, heard, energy, i = CausalEncoder(b), np.random.default_rng(0), [], [], [], 0
     while i < len(y):
         n = int(rng.integers(1, 5000))
-        f, h = enc(y[i:i + n])
-        out.append(f), heard.append(h)
+        f, h, e = enc(y[i:i + n])
+        out.append(f), heard.append(h), energy.append(e)
         i += n
-    f, h = enc.finish()
-    got, heard = np.concatenate(out + [f]), np.concatenate(heard + [h])
+    f, h, e = enc.finish()
+    got, heard, energy = np.concatenate(out + [f]), np.concatenate(heard + [h]), np.concatenate(energy + [e])
     lead = int(np.floor(pad_s * 50 + 0.5))
     assert enc.frame_map.to_input(0) == lead and enc.input_frames(final=True) == lead + len(r)
-    assert len(got) == len(r) and heard[0]
+    assert len(got) == len(r) == len(energy) == len(e_ref) and heard[0]
     np.testing.assert_allclose(got, r, atol=1e-5)
+    np.testing.assert_allclose(energy, e_ref, atol=1e-4)   # the energies of the example alone too
