@@ -33,6 +33,7 @@ from .bundle import Bundle
 from .demo import SHIPPED_BUNDLE
 from .detect import KeywordResult, detect
 from .errors import VpklInputError
+from .localise import LOC_GATE_DB
 from .images import preprocess
 from .queries import QuerySet, enrol, folder_images, group_by_keyword
 from .stream import Spotter, StreamConfig
@@ -158,7 +159,8 @@ class Model:
                                  "first")
         return self.queries
 
-    def detect(self, audio, threshold=None, sample_rate: int | None = None) -> list[KeywordResult]:
+    def detect(self, audio, threshold=None, sample_rate: int | None = None,
+               loc_gate_db: float | None = LOC_GATE_DB) -> list[KeywordResult]:
         """Is each enrolled keyword spoken in ``audio``, and where? (:func:`vpkl.runtime.detect.detect`)
 
         Args:
@@ -168,12 +170,14 @@ class Model:
             sample_rate: the rate of an array, in Hz (resampled with soxr); None: the bundle's
                 (``model.bundle.front_end.sample_rate``, 16 kHz here). Ignored for files, which
                 carry their own.
+            loc_gate_db: localise among the frames this many dB above the quiet level (3 dB,
+                :mod:`vpkl.runtime.localise`); None: the paper's argmax over all frames.
         Returns:
             One :class:`KeywordResult` per enrolled keyword, in enrolment order: S, detected,
             the localised frame (50 per second) and its time in seconds, aud_att over the frames
             of its ``window`` (all N up to 10 s; longer audio: :mod:`vpkl.runtime.longaudio`).
         Raises:
-            VpklInputError: nothing enrolled, unreadable or too short audio.
+            VpklInputError: nothing enrolled, unreadable or too short audio, a bad loc_gate_db.
         """
         name = os.fspath(audio) if isinstance(audio, (str, os.PathLike)) else "audio"
         sr = self.bundle.front_end.sample_rate
@@ -182,7 +186,7 @@ class Model:
             audio = resample(x, sample_rate, sr) if sample_rate != sr else x
         elif hasattr(audio, "read"):
             audio = as_samples(audio, sr, name)
-        return detect(self.bundle, audio, self._enrolled(), threshold, name=name)
+        return detect(self.bundle, audio, self._enrolled(), threshold, name=name, loc_gate_db=loc_gate_db)
 
     def stream(self, threshold=None, vad=False, **stream_options) -> Spotter:
         """A new, independent stream over this model's bundle and queries.
@@ -194,7 +198,7 @@ class Model:
             threshold: one float, a {keyword: float} dict, or None (the bundle's).
             vad: speech gating (see :class:`Spotter`): False, True, or silero-vad's .onnx path.
             **stream_options: :class:`StreamConfig` fields (window_s, hop_s, min_window_s,
-                lookahead_s, confirm, refractory_s, span_level; seconds of audio).
+                lookahead_s, confirm, refractory_s, span_level, loc_gate_db; seconds of audio).
         Returns:
             A :class:`Spotter`: ``feed(chunk)`` / ``flush()``, or ``run(path, array or chunks)``.
         Raises:

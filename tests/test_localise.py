@@ -98,3 +98,19 @@ def test_the_gate_moves_where_a_stream_reports_not_whether_it_fires(shipped):
     assert len(runs[None]) >= 6
     assert [(d.keyword, d.score, d.window, d.chunk) for d in runs[3.0]] == \
         [(d.keyword, d.score, d.window, d.chunk) for d in runs[None]]
+
+
+def test_model_passes_the_gate_on(shipped_bundle):
+    """vpkl.Model.detect and Model.stream take the gate as detect and StreamConfig do."""
+    import vpkl
+    b = Bundle.load(shipped_bundle)
+    m = vpkl.Model(shipped_bundle)
+    m.enrol(f"{EXAMPLES}/queries")
+    q = enrol(b, folder_images(f"{EXAMPLES}/queries"))
+    path = f"{EXAMPLES}/example_4.wav"
+    for gate in (3.0, None):
+        assert [r.frame for r in m.detect(path, loc_gate_db=gate)] == [r.frame for r in detect(b, path, q, loc_gate_db=gate)]
+    assert [d.frame for d in m.stream(loc_gate_db=None).run(path)] == \
+        [d.frame for d in Spotter(b, q, config=StreamConfig(loc_gate_db=None)).run(path)]
+    with pytest.raises(VpklInputError, match="^loc_gate_db"):
+        m.detect(path, loc_gate_db=-3)
