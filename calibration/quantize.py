@@ -226,7 +226,8 @@ def compare_bundles(reference: Bundle, other: Bundle, audio: list[str], images: 
         {"utterances", "pairs" (utterance x image), "max_abs_dS", "mean_abs_dS",
         "decisions_agree" (share of pairs with the same S >= threshold decision at the
         reference's threshold), "frame_same" (share of the pairs the reference detects whose
-        argmax frame of aud_att the other gives too; NaN if it detects none)}.
+        localised frame (:func:`vpkl.runtime.detect.detect`'s) the other gives too; NaN if it
+        detects none)}.
     Raises:
         VpklInputError: an unreadable audio or image file.
     """
