@@ -22,6 +22,20 @@ def _is_real(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
+def finite_real(v) -> float | None:
+    """``v`` as a float if it is a real number (not a bool) that is finite as a float, else None.
+
+    Python ints beyond the float range (10**400) and NaN/inf give None rather than OverflowError
+    or a numpy TypeError, so every caller can refuse them in its own words."""
+    if not _is_real(v):
+        return None
+    try:
+        f = float(v)
+    except (OverflowError, TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 def check_threads(threads, name: str = "threads") -> int:
     """A thread count: 0 (every core) or a whole number >= 1, capped at this machine's cores.
 
@@ -54,9 +68,25 @@ def check_threshold(value, name: str = "threshold") -> float:
     Raises:
         VpklInputError naming ``name``: a string, a bool, None, NaN, or a number outside [0, 1].
     """
-    if not _is_real(value) or not math.isfinite(float(value)) or not 0.0 <= float(value) <= 1.0:
+    f = finite_real(value)
+    if f is None or not 0.0 <= f <= 1.0:
         raise VpklInputError(f"{name}: expected a score in [0, 1], got {value!r}")
-    return float(value)
+    return f
+
+
+def check_loc_gate(gate_db, name: str = "loc_gate_db") -> float | None:
+    """The localisation gate (:mod:`vpkl.runtime.localise`): None (the paper's argmax over all
+    frames) or a finite number of dB >= 0, returned as a float.
+
+    Raises:
+        VpklInputError: naming ``name``, for anything else.
+    """
+    if gate_db is None:
+        return None
+    f = finite_real(gate_db)
+    if f is None or f < 0:
+        raise VpklInputError(f"{name}: expected None or a finite number of dB >= 0, got {gate_db!r}")
+    return f
 
 
 def resolve_thresholds(threshold, keywords, default: float, name: str = "threshold",

@@ -7,8 +7,10 @@ the word: on the leave-one-speaker-out folds a detected "nine" was placed after 
 while on the training voices' validation utterances 98% fall inside the word (README,
 *Accuracy*). A keyword is spoken, so vpkl looks for its peak among the window's speech frames
 only: the argmax of aud_att over the frames whose energy is at least ``gate_db`` above the
-window's quiet level (its 10th-percentile frame energy). Quiet frames (pauses, the noise
-bed) cannot be chosen; the scores S and aud_att are unchanged, so detection is too.
+window's quiet level (its 10th-percentile frame energy). Frames near that level (pauses,
+the noise bed) cannot be chosen; the scores S and aud_att are unchanged, so detection is too.
+The level is the window's: where a window joins recordings with different noise floors (a
+long file of clips), the pauses of the noisier one can lie well above it and pass.
 
 Frame energy: the mean power of the samples within half a frame (one log-mel hop, 10 ms) of
 the embedding frame's centre (:meth:`~vpkl.runtime.features.FrontEndConfig.embedding_centre`),
@@ -24,30 +26,13 @@ on the held-out speakers.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .errors import VpklInputError
 from .features import FrontEndConfig
 
 LOC_GATE_DB = 3.0        # dB above the window's quiet level a frame needs to be localised
 QUIET_PERCENTILE = 10.0  # the window's quiet level: this percentile of its frame energies
 FLOOR_DB = -100.0        # frame energies below this (digital silence: -96 dBFS and under) count as this
-
-
-def check_gate(gate_db, name: str = "loc_gate_db"):
-    """``gate_db`` if it is None (the paper's argmax over all frames) or a finite number of dB >= 0.
-
-    Raises:
-        VpklInputError: naming ``name``, for anything else.
-    """
-    if gate_db is None:
-        return None
-    if isinstance(gate_db, (bool, np.bool_)) or not isinstance(gate_db, numbers.Real) \
-            or not np.isfinite(gate_db) or gate_db < 0:
-        raise VpklInputError(f"{name}: expected None or a finite number of dB >= 0, got {gate_db!r}")
-    return float(gate_db)
 
 
 def localise(aud_att: np.ndarray, energy_db: np.ndarray, gate_db: float | None = LOC_GATE_DB) -> np.ndarray:
@@ -64,6 +49,7 @@ def localise(aud_att: np.ndarray, energy_db: np.ndarray, gate_db: float | None =
     """
     if gate_db is None:
         return np.argmax(aud_att, axis=-1)
+    energy_db = np.asarray(energy_db, np.float64)   # float64: a huge gate must not overflow float32
     speech = energy_db >= np.percentile(energy_db, QUIET_PERCENTILE) + gate_db
     if not speech.any():
         return np.argmax(aud_att, axis=-1)

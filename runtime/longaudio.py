@@ -34,10 +34,11 @@ import numpy as np
 
 from .audio import as_samples, open_audio
 from .bundle import Bundle
+from .checks import check_loc_gate, finite_real
 from .errors import VpklInputError
 from .features import StreamingFrontEnd, silent_frames
 from .gaps import MIN_GAP_S, FrameMap, SilenceCutter
-from .localise import LOC_GATE_DB, FrameEnergy, check_gate, localise
+from .localise import LOC_GATE_DB, FrameEnergy, localise
 from .sources import file_chunks
 
 WINDOW_S = 10.0   # default window: audio up to this long is scored exactly as one utterance
@@ -254,9 +255,9 @@ def check_window(bundle: Bundle, window_s: float, hop_s: float) -> tuple[int, in
         VpklInputError: either is not a finite number, W < 1 frame, or H outside 1 .. W frames.
     """
     for k, v in (("window_s", window_s), ("hop_s", hop_s)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v):
+        if finite_real(v) is None:
             raise VpklInputError(f"{k}: expected a finite number of seconds, got {v!r}")
-    w, h = int(round(window_s * bundle.frame_rate)), int(round(hop_s * bundle.frame_rate))
+    w, h = int(round(finite_real(window_s) * bundle.frame_rate)), int(round(finite_real(hop_s) * bundle.frame_rate))
     if w < 1:
         raise VpklInputError(f"window_s: {window_s} s is less than one frame ({1 / bundle.frame_rate:.3f} s)")
     if not 1 <= h <= w:
@@ -287,11 +288,15 @@ def scan(bundle: Bundle, audio, queries, window_s: float = WINDOW_S, hop_s: floa
         audio that is digital silence throughout gives one window (its last W frames) with S = 0
         and aud_att = 0 for every query (nothing was heard, so no keyword was said).
     Raises:
-        VpklInputError: unreadable, empty, non-finite or too short audio (named by its path, or
-            ``name`` for samples), bad window_s / hop_s / loc_gate_db.
+        VpklInputError: at once, bad window_s / hop_s / loc_gate_db; as the windows are iterated,
+            unreadable, empty, non-finite or too short audio (named by its path, or ``name`` for
+            samples).
     """
-    w, h = check_window(bundle, window_s, hop_s)
-    loc_gate_db = check_gate(loc_gate_db)
+    w, h = check_window(bundle, window_s, hop_s)     # checked now, not when iteration starts
+    return _scan(bundle, audio, queries, w, h, name, progress, check_loc_gate(loc_gate_db))
+
+
+def _scan(bundle: Bundle, audio, queries, w: int, h: int, name: str, progress, loc_gate_db) -> Iterator[WindowScores]:
     name = os.fspath(audio) if isinstance(audio, (str, os.PathLike)) else name
     total_s, blocks = sample_blocks(audio, bundle.front_end.sample_rate, name)
     enc = CausalEncoder(bundle)

@@ -80,9 +80,9 @@ import numpy as np
 
 from .audio import check_layout, to_float, to_mono
 from .bundle import Bundle
-from .checks import resolve_thresholds
+from .checks import check_loc_gate, finite_real, resolve_thresholds
 from .errors import VpklInputError
-from .localise import LOC_GATE_DB, check_gate, localise
+from .localise import LOC_GATE_DB, localise
 from .longaudio import CausalEncoder, WindowScores  # noqa: F401 (WindowScores: part of this module's API)
 from .queries import QuerySet
 from .sources import file_chunks
@@ -125,9 +125,9 @@ class StreamConfig:
         f = {k: getattr(self, k) for k in ("window_s", "hop_s", "min_window_s", "lookahead_s", "refractory_s",
                                            "span_level")}
         for k, v in f.items():
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+            if finite_real(v) is None:
                 raise VpklInputError(f"{k}: expected a finite number, got {v!r}")
-        out = {k[:-2]: int(round(float(v) * frame_rate)) for k, v in f.items() if k.endswith("_s")}
+        out = {k[:-2]: int(round(finite_real(v) * frame_rate)) for k, v in f.items() if k.endswith("_s")}
         out["min_window"] = min(out["min_window"], out["window"])
         if out["window"] < 1 or out["hop"] < 1:
             raise VpklInputError(f"window_s and hop_s: expected at least one frame ({1 / frame_rate:.3f} s) each, "
@@ -147,7 +147,7 @@ class StreamConfig:
             raise VpklInputError(f"refractory_s: expected >= 0, got {self.refractory_s}")
         if not 0 < self.span_level <= 1:
             raise VpklInputError(f"span_level: expected 0 < span_level <= 1, got {self.span_level}")
-        check_gate(self.loc_gate_db)
+        check_loc_gate(self.loc_gate_db)
         return out
 
 

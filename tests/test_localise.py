@@ -10,6 +10,7 @@ from vpkl.runtime.detect import detect
 from vpkl.runtime.errors import VpklInputError
 from vpkl.runtime.features import FrontEndConfig
 from vpkl.runtime.localise import FrameEnergy, localise
+from vpkl.runtime.longaudio import scan
 from vpkl.runtime.queries import enrol, folder_images
 from vpkl.runtime.stream import Spotter, StreamConfig
 
@@ -56,14 +57,35 @@ def shipped(shipped_bundle):
     return b, enrol(b, folder_images(f"{EXAMPLES}/queries"))
 
 
-@pytest.mark.parametrize("bad", [-1.0, float("nan"), "3", True])
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "3", True, 10 ** 400])
 def test_a_gate_that_cannot_work_is_refused_in_one_line(shipped, bad):
+    """Also at once by scan (not when its windows are iterated), and 10**400 (beyond a float)
+    with the same line rather than numpy's TypeError."""
     b, q = shipped
     x = read_audio(f"{EXAMPLES}/example_1.wav", 16000)
-    with pytest.raises(VpklInputError, match=r"^loc_gate_db: expected None or a finite number of dB >= 0"):
+    expected = r"^loc_gate_db: expected None or a finite number of dB >= 0"
+    with pytest.raises(VpklInputError, match=expected):
         detect(b, x, q, loc_gate_db=bad)
-    with pytest.raises(VpklInputError, match=r"^loc_gate_db: expected None or a finite number of dB >= 0"):
+    with pytest.raises(VpklInputError, match=expected):
         Spotter(b, q, config=StreamConfig(loc_gate_db=bad))
+    with pytest.raises(VpklInputError, match=expected):
+        scan(b, x, q, loc_gate_db=bad)
+
+
+def test_any_finite_gate_works_and_a_huge_one_is_the_plain_argmax(shipped):
+    """A gate no frame passes falls back to the argmax over all frames, without overflow warnings
+    (1e308 against float32 energies); a Fraction or a Python int past 2**64 is a number like any."""
+    import fractions
+    import warnings
+    b, q = shipped
+    x = read_audio(f"{EXAMPLES}/example_4.wav", 16000)
+    plain = [r.frame for r in detect(b, x, q, loc_gate_db=None)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for gate in (1e308, 10 ** 20):
+            assert [r.frame for r in detect(b, x, q, loc_gate_db=gate)] == plain
+    assert [r.frame for r in detect(b, x, q, loc_gate_db=fractions.Fraction(3))] == \
+        [r.frame for r in detect(b, x, q)]
 
 
 def test_the_stream_localises_as_detect_does_with_the_gate_on_and_off(shipped):
