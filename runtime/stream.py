@@ -345,6 +345,7 @@ class Spotter:
         self._window, self._hop, self._min_window = f["window"], f["hop"], f["min_window"]
         self._lookahead, self._refractory = f["lookahead"], f["refractory"]
         self._confirm = self.config.confirm
+        self._loc_gate_db = check_loc_gate(self.config.loc_gate_db)   # a float (or None), whatever number was given
         self.thresholds = resolve_thresholds(threshold, queries.keywords, bundle.threshold,
                                              per_keyword=bundle.keyword_thresholds)
         self._enc = CausalEncoder(bundle)
@@ -547,7 +548,7 @@ class Spotter:
         # (Q,) model frames: the model's peak, on which the firing rules wait (module docstring), and
         # the localised frame reported (the peak among the speech frames)
         peak = start + np.argmax(att, axis=1)
-        placed = start + localise(att, energy[start - base:end - base], self.config.loc_gate_db)
+        placed = start + localise(att, energy[start - base:end - base], self._loc_gate_db)
         fmap = self._enc.frame_map
         first, stop, laid_out = fmap.lay_out(start, att)
         self.last_window = WindowScores(first, stop, s, laid_out, np.atleast_1d(fmap.to_input(placed)))

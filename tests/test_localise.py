@@ -86,6 +86,9 @@ def test_any_finite_gate_works_and_a_huge_one_is_the_plain_argmax(shipped):
             assert [r.frame for r in detect(b, x, q, loc_gate_db=gate)] == plain
     assert [r.frame for r in detect(b, x, q, loc_gate_db=fractions.Fraction(3))] == \
         [r.frame for r in detect(b, x, q)]
+    streamed = {gate: [d.frame for d in Spotter(b, q, config=StreamConfig(loc_gate_db=gate)).run(x)]
+                for gate in (fractions.Fraction(3), 3.0)}
+    assert streamed[fractions.Fraction(3)] == streamed[3.0]
 
 
 def test_the_stream_localises_as_detect_does_with_the_gate_on_and_off(shipped):
