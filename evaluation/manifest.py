@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from vpkl.runtime.checks import shown
 from vpkl.runtime.errors import VpklInputError
 
 
@@ -59,12 +60,15 @@ def read_manifest(path: str) -> list[Entry]:
                 d = json.loads(line)
             except json.JSONDecodeError as e:
                 raise VpklInputError(f"{where}: not JSON ({e.msg})") from None
+            except (ValueError, RecursionError):  # Python's 4300-digit integer limit; deep nesting
+                raise VpklInputError(f"{where}: JSON that cannot be read (a number of over 4300 digits, "
+                                     "or arrays nested too deeply)") from None
             if not isinstance(d, dict) or not isinstance(d.get("audio"), str):
                 raise VpklInputError(f"{where}: expected an object with a string \"audio\"")
             words = _words(d.get("words", []), where)
             snr = d.get("snr_db")
             if snr is not None and not _is_number(snr):
-                raise VpklInputError(f"{where}: \"snr_db\" must be a finite number, got {snr!r}")
+                raise VpklInputError(f"{where}: \"snr_db\" must be a finite number, got {shown(snr)}")
             out.append(Entry(os.path.join(base, d["audio"]), words, None if snr is None else float(snr)))
     if not out:
         raise VpklInputError(f"{path}: the manifest has no utterances")

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .audio import MAX_RATE, MIN_RATE
-from .checks import check_choice, check_threads, check_threshold
+from .checks import check_choice, check_threads, check_threshold, shown
 from .errors import VpklInputError
 from .features import FrontEndConfig
 from .images import ImageConfig
@@ -74,7 +74,7 @@ def _number(cfg_path: str, key: str, v, integer: bool = False, low: float = 0.0,
     if not ok:
         what = "a whole number" if integer else "a number"
         bound = f"{'>' if open_low else '>='} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
-        raise VpklInputError(f"{cfg_path}: {key}: expected {what} {bound}, got {v!r}")
+        raise VpklInputError(f"{cfg_path}: {key}: expected {what} {bound}, got {shown(v)}")
     return v
 
 
@@ -114,7 +114,7 @@ def check_config(config: dict, cfg_path: str) -> None:
     _number(cfg_path, "front_end.fmin", fe.get("fmin"), low=0.0, open_low=False, high=fmax)
     rate = _number(cfg_path, "frame_rate", config["frame_rate"])
     if not math.isclose(rate, sr / (2 * hop), rel_tol=1e-9):
-        raise VpklInputError(f"{cfg_path}: frame_rate: {rate!r}, but the front end gives {sr / (2 * hop):g} "
+        raise VpklInputError(f"{cfg_path}: frame_rate: {shown(rate)}, but the front end gives {sr / (2 * hop):g} "
                              f"audio frames per second (sample_rate {sr} / (2 x hop_length {hop}))")
     _number(cfg_path, "embed_dim", config["embed_dim"], True)
     check_threshold(config["threshold"], f"{cfg_path}: threshold")
@@ -234,6 +234,9 @@ class Bundle:
             raise VpklInputError(f"{cfg_path}: permission denied: the bundle's config cannot be read") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise VpklInputError(f"{cfg_path}: not readable JSON ({e})") from None
+        except (ValueError, RecursionError):  # Python's 4300-digit integer limit; deep nesting
+            raise VpklInputError(f"{cfg_path}: JSON that cannot be read (a number of over 4300 digits, "
+                                 "or arrays nested too deeply)") from None
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise VpklInputError(f"{cfg_path}: not a vpkl bundle config (expected \"format\": \"{FORMAT}\")")
         if config.get("format_version") != FORMAT_VERSION:

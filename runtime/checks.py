@@ -22,6 +22,25 @@ def _is_real(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
+def shown(v, limit: int = 60) -> str:
+    """A short, safe rendering of a value a user gave, for a refusal message.
+
+    ``repr`` of an int of more than 4300 digits raises ValueError in Python 3.11 (its
+    integer-to-string limit), and a huge value would fill the message; an integer of 19 or more
+    digits is therefore described by its approximate size, and any other repr longer than
+    ``limit`` characters is cut with "...". Never raises.
+    """
+    if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)):
+        n = int(v)
+        if abs(n) >= 10 ** 18:
+            return f"{'-' if n < 0 else ''}an integer of about {int(abs(n).bit_length() * math.log10(2)) + 1} digits"
+    try:
+        r = repr(v)
+    except Exception:  # a user's object whose repr fails must not hide the refusal
+        r = f"a {type(v).__name__}"
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
 def finite_real(v) -> float | None:
     """``v`` as a float if it is a real number (not a bool) that is finite as a float, else None.
 
@@ -46,7 +65,7 @@ def check_threads(threads, name: str = "threads") -> int:
         VpklInputError: a bool, a non-integer, or a negative number.
     """
     if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, numbers.Integral) or threads < 0:
-        raise VpklInputError(f"{name}: {threads!r}, expected 0 (every core) or a positive whole number")
+        raise VpklInputError(f"{name}: {shown(threads)}, expected 0 (every core) or a positive whole number")
     return min(int(threads), os.cpu_count() or 1)
 
 
@@ -70,7 +89,7 @@ def check_threshold(value, name: str = "threshold") -> float:
     """
     f = finite_real(value)
     if f is None or not 0.0 <= f <= 1.0:
-        raise VpklInputError(f"{name}: expected a score in [0, 1], got {value!r}")
+        raise VpklInputError(f"{name}: expected a score in [0, 1], got {shown(value)}")
     return f
 
 
@@ -85,7 +104,7 @@ def check_loc_gate(gate_db, name: str = "loc_gate_db") -> float | None:
         return None
     f = finite_real(gate_db)
     if f is None or f < 0:
-        raise VpklInputError(f"{name}: expected None or a finite number of dB >= 0, got {gate_db!r}")
+        raise VpklInputError(f"{name}: expected None or a finite number of dB >= 0, got {shown(gate_db)}")
     return f
 
 

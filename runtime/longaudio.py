@@ -34,7 +34,7 @@ import numpy as np
 
 from .audio import as_samples, open_audio
 from .bundle import Bundle
-from .checks import check_loc_gate, finite_real
+from .checks import check_loc_gate, finite_real, shown
 from .errors import VpklInputError
 from .features import StreamingFrontEnd, silent_frames
 from .gaps import MIN_GAP_S, FrameMap, SilenceCutter
@@ -256,7 +256,7 @@ def check_window(bundle: Bundle, window_s: float, hop_s: float) -> tuple[int, in
     """
     for k, v in (("window_s", window_s), ("hop_s", hop_s)):
         if finite_real(v) is None:
-            raise VpklInputError(f"{k}: expected a finite number of seconds, got {v!r}")
+            raise VpklInputError(f"{k}: expected a finite number of seconds, got {shown(v)}")
     w, h = int(round(finite_real(window_s) * bundle.frame_rate)), int(round(finite_real(hop_s) * bundle.frame_rate))
     if w < 1:
         raise VpklInputError(f"window_s: {window_s} s is less than one frame ({1 / bundle.frame_rate:.3f} s)")

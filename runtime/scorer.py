@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .checks import check_choice, check_threads
+from .checks import check_choice, check_threads, shown
 from .errors import VpklInputError
 
 SCORERS = ("auto", "native", "onnx")
@@ -70,7 +70,7 @@ def _check(query: np.ndarray, audio: np.ndarray, n_valid) -> tuple[np.ndarray, i
     if query.shape[2] != audio.shape[1]:
         raise VpklInputError(f"audio: {audio.shape[1]} values per frame, the queries have D = {query.shape[2]}")
     if n_valid is not None and (isinstance(n_valid, bool) or not isinstance(n_valid, (int, np.integer))):
-        raise VpklInputError(f"n_valid: {n_valid!r}, expected a whole number of frames")
+        raise VpklInputError(f"n_valid: {shown(n_valid)}, expected a whole number of frames")
     n = audio.shape[0] if n_valid is None else int(n_valid)
     if not 1 <= n <= audio.shape[0]:
         raise VpklInputError(f"n_valid: {n}, expected 1 to N = {audio.shape[0]} frames")

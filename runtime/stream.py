@@ -80,7 +80,7 @@ import numpy as np
 
 from .audio import check_layout, to_float, to_mono
 from .bundle import Bundle
-from .checks import check_loc_gate, finite_real, resolve_thresholds
+from .checks import check_loc_gate, finite_real, resolve_thresholds, shown
 from .errors import VpklInputError
 from .localise import LOC_GATE_DB, localise
 from .longaudio import CausalEncoder, WindowScores  # noqa: F401 (WindowScores: part of this module's API)
@@ -126,7 +126,7 @@ class StreamConfig:
                                            "span_level")}
         for k, v in f.items():
             if finite_real(v) is None:
-                raise VpklInputError(f"{k}: expected a finite number, got {v!r}")
+                raise VpklInputError(f"{k}: expected a finite number, got {shown(v)}")
         out = {k[:-2]: int(round(finite_real(v) * frame_rate)) for k, v in f.items() if k.endswith("_s")}
         out["min_window"] = min(out["min_window"], out["window"])
         if out["window"] < 1 or out["hop"] < 1:
@@ -142,7 +142,7 @@ class StreamConfig:
                                  f"{out['window'] - 1} (fewer than window_s's {out['window']})")
         if isinstance(self.confirm, (bool, np.bool_)) or not isinstance(self.confirm, numbers.Integral) \
                 or self.confirm < 1:
-            raise VpklInputError(f"confirm: expected a whole number of windows >= 1, got {self.confirm!r}")
+            raise VpklInputError(f"confirm: expected a whole number of windows >= 1, got {shown(self.confirm)}")
         if out["refractory"] < 0:
             raise VpklInputError(f"refractory_s: expected >= 0, got {self.refractory_s}")
         if not 0 < self.span_level <= 1:
@@ -471,7 +471,7 @@ class Spotter:
         """
         if isinstance(chunk_s, (bool, np.bool_)) or not isinstance(chunk_s, numbers.Real) \
                 or not 0 < chunk_s <= 60:
-            raise VpklInputError(f"chunk_s: expected seconds per chunk, 0 < chunk_s <= 60, got {chunk_s!r}")
+            raise VpklInputError(f"chunk_s: expected seconds per chunk, 0 < chunk_s <= 60, got {shown(chunk_s)}")
         sr = self.bundle.front_end.sample_rate
         if isinstance(source, (str, os.PathLike)):
             return self._run(file_chunks(os.fspath(source), sr, float(chunk_s)), own=True)

@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from .checks import shown
 from .errors import VpklInputError
 
 INSTALL_HINT = "pip install --no-deps silero-vad (its ONNX model; --no-deps keeps torch out)"
@@ -61,12 +62,12 @@ class SpeechGate:
                  threshold: float = 0.5, pad_s: float = 0.3):
         import onnxruntime as ort
         if isinstance(sample_rate, bool) or sample_rate not in (16000, 8000):
-            raise VpklInputError(f"vad sample_rate: silero-vad works at 16000 or 8000 Hz, got {sample_rate!r}")
+            raise VpklInputError(f"vad sample_rate: silero-vad works at 16000 or 8000 Hz, got {shown(sample_rate)}")
         for name, v, ok in (("threshold", threshold, lambda x: 0.0 <= x <= 1.0),
                             ("pad_s", pad_s, lambda x: 0.0 <= x < 60.0)):
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not ok(float(v)):
                 want = "a probability in [0, 1]" if name == "threshold" else "seconds, 0 <= pad_s < 60"
-                raise VpklInputError(f"vad {name}: expected {want}, got {v!r}")
+                raise VpklInputError(f"vad {name}: expected {want}, got {shown(v)}")
         path = os.fspath(model_path) if model_path is not None else default_model_path()
         if os.path.isdir(path):
             raise VpklInputError(f"vad model {path}: is a folder, expected silero-vad's .onnx file")

@@ -112,6 +112,7 @@ def _set(*keys_value):
     (_set("threshold", "abc"), "threshold: expected a score in [0, 1], got 'abc'"),
     (_set("precision", "fp64"), "precision: 'fp64', expected one of fp32, fp16, int8"),
     (_set("image.std", "model.image.std", [0.0]), "image.std: expected positive numbers"),
+    (_set("frame_rate", 10 ** 30), "frame_rate: an integer of about 31 digits, but the front end gives 50"),
 ])
 def test_config_values_checked(shipped_bundle, tmp_path, edit, what):
     """config.json is not covered by the graphs' SHA-256: an edited value was accepted and changed results
@@ -142,3 +143,23 @@ def test_cli_threshold(shipped_bundle, value):
     r = run_cli("detect", "--bundle", shipped_bundle, "--query", QUERY, "--threshold", value, WAV)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"vpkl: error: --threshold: expected a score in [0, 1], got {float(value)!r}"]
+
+
+@pytest.mark.parametrize("value, text", [(10 ** 5000, "an integer of about 5001 digits"), (-10 ** 30, "-an integer of about 31 digits"),
+                                         (1.5, "1.5"), ("x" * 100, "'" + "x" * 56 + "...")],
+                         ids=["5001 digits", "-31 digits", "1.5", "100 x"])
+def test_refusals_show_a_huge_value_by_its_size(value, text):
+    """Python 3.11 cannot print an int of over 4300 digits (ValueError inside the f-string that was
+    to refuse it); a long value would fill the line."""
+    with pytest.raises(VpklInputError) as e:
+        checks.check_threshold(value)
+    assert str(e.value) == f"threshold: expected a score in [0, 1], got {text}"
+
+
+def test_a_config_with_a_number_python_cannot_read_is_one_line(shipped_bundle, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(shipped_bundle, b)
+    text = (b / "config.json").read_text()
+    (b / "config.json").write_text(text.replace('"threshold": ', '"threshold": ' + "7" * 5000 + ", \"was\": ", 1))
+    with pytest.raises(VpklInputError, match="config.json: JSON that cannot be read .*4300 digits"):
+        Bundle.load(str(b))

@@ -29,7 +29,10 @@ def test_best_threshold():
 @pytest.mark.parametrize("line,match", [("{not json", "not JSON"), ('{"words": []}', "string \"audio\""),
                                         ('{"audio": "a.wav", "words": [["one", "x"]]}', "keyword, start_s, end_s"),
                                         ('{"audio": "a.wav", "words": [["one", 0.6, 0.1]]}', "start < end"),
-                                        ('{"audio": "a.wav", "words": [], "snr_db": "x"}', "snr_db")])
+                                        ('{"audio": "a.wav", "words": [], "snr_db": "x"}', "snr_db"),
+                                        ('{"audio": "a.wav", "snr_db": ' + "9" * 5000 + "}", "over 4300 digits"),
+                                        ("[" * 100000, "nested too deeply")],
+                         ids=["not json", "no audio", "word", "start", "snr", "5000 digits", "nested"])
 def test_manifest_errors_name_the_line(tmp_path, line, match):
     p = tmp_path / "m.jsonl"
     p.write_text('{"audio": "ok.wav", "words": []}\n' + line + "\n")
