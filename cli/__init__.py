@@ -562,7 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose the lowest threshold with at most X false alarms per hour (all keywords together) on "
                         "this data; tune it on validation data, not on the data you report")
     e.add_argument("--per-keyword", action="store_true",
-                   help="with --target-fa-per-hour: a threshold per keyword, each at most X / keywords per hour")
+                   help="with --target-fa-per-hour: a threshold per keyword, those with the fewest errors (misses "
+                        "and false detections) on the manifest's utterances with at most X false alarms per hour, "
+                        "all keywords together")
     e.add_argument("--out-bundle", metavar="DIR", help="with --target-fa-per-hour: write a copy of --bundle with the "
                                                        "chosen threshold(s) in its config.json")
     e.add_argument("--streamed", action="store_true",

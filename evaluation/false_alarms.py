@@ -141,6 +141,45 @@ def threshold_for_target(fa_per_hour: np.ndarray, thresholds: np.ndarray, target
     return int(ok[0]) if len(ok) else None
 
 
+def keyword_thresholds_for_target(counts: np.ndarray, errors: np.ndarray, budget: int) -> np.ndarray | None:
+    """Per-keyword threshold indices with the fewest errors within a false-alarm budget (exact).
+
+    Args:
+        counts: (T, Q) int false alarms of each keyword at each of T thresholds (keyword-free audio).
+        errors: (T, Q) int errors of each keyword at each threshold on utterances with keywords:
+            misses (said, S below it) plus false detections (not said, S at or above it).
+        budget: the most false alarms allowed, all keywords together (target per hour x hours).
+    Returns:
+        (Q,) int64 indices into the T thresholds that minimise the summed errors subject to the
+        summed false alarms being at most ``budget`` (ties: fewer false alarms, then lower
+        thresholds); None when even each keyword's fewest false alarms exceed the budget.
+
+    The choice of one threshold per keyword is a multiple-choice knapsack over whole false alarms;
+    with Q keywords, T thresholds and a budget of B it is solved exactly in O(Q T B). Keywords
+    that give no false alarms keep the threshold that suits their own utterances best; the
+    budget goes to keywords whose thresholds must rise, where rising costs the fewest errors.
+    (A per-keyword rule that instead took each keyword's lowest threshold under target / Q ignored
+    the false detections among the keywords, and let thresholds fall to the bottom of the grid.)
+    """
+    counts, errors = np.asarray(counts, np.int64), np.asarray(errors, np.int64)
+    best = {0: (0, ())}                       # false alarms used -> (errors, indices so far)
+    for q in range(counts.shape[1]):
+        nxt = {}
+        for used, (e, picks) in best.items():
+            for t in range(counts.shape[0]):
+                u = used + int(counts[t, q])
+                if u > budget:
+                    continue
+                cand = (e + int(errors[t, q]), picks + (t,))
+                if u not in nxt or cand[0] < nxt[u][0]:
+                    nxt[u] = cand
+        if not nxt:
+            return None
+        best = nxt
+    used = min(best, key=lambda u: (best[u][0], u))
+    return np.array(best[used][1], np.int64)
+
+
 def write_thresholds(bundle_path: str, out: str, threshold: float, per_keyword: dict | None, force: bool) -> None:
     """Copy the bundle at ``bundle_path`` to ``out`` with a new threshold in its config.json.
 
@@ -178,10 +217,10 @@ def false_alarm_report(bundle: Bundle, queries: QuerySet, negatives: list, score
     False alarms per hour (streamed) and misses per keyword at the thresholds in use (``thr``:
     (K,) per query; ``scored``: :func:`~vpkl.evaluation.evaluate.score_manifest`'s pairs), and
     with ``det`` (a PNG path) or ``target`` (false alarms per hour) the curve over one threshold
-    for all keywords (:data:`THRESHOLDS`), its image, and the lowest threshold meeting the
-    target: for all keywords, or with ``per_keyword`` one per keyword, each at most
-    target / keywords. ``vad``: stream with the speech gate (the misses, scored offline, do not
-    change with it).
+    for all keywords (:data:`THRESHOLDS`), its image, and the threshold meeting the target: the
+    lowest for all keywords, or with ``per_keyword`` one per keyword, those with the fewest errors
+    on the manifest's utterances (:func:`keyword_thresholds_for_target`). ``vad``: stream with
+    the speech gate (the misses, scored offline, do not change with it).
     Raises:
         VpklInputError: no threshold of the grid meets the target (naming the keyword).
     """
@@ -211,16 +250,19 @@ def false_alarm_report(bundle: Bundle, queries: QuerySet, negatives: list, score
         x = float(target)
         chosen = {}
         if per_keyword:
-            rows = {}
-            for q, k in enumerate(kws):
-                i = threshold_for_target(fa["fa_per_hour"][:, q], grid, x / len(kws))
-                if i is None:
-                    raise VpklInputError(f"--target-fa-per-hour {x:g}: no threshold up to {grid[-1]:.3f} keeps "
-                                         f"{k} at {x / len(kws):.3g} per hour or fewer")
-                chosen[k], rows[q] = float(grid[i]), i
+            s = np.asarray(scored["scores"]).reshape(-1, len(kws))
+            hit = s[None] >= grid[:, None, None]                                   # (T, U, Q)
+            errors = (~hit & spoken[None]).sum(axis=1) + (hit & ~spoken[None]).sum(axis=1)
+            budget = int(np.floor(x * fa["hours"] + 1e-9))
+            rows = keyword_thresholds_for_target(fa["counts"], errors, budget)
+            if rows is None:
+                worst = kws[int(np.argmax(fa["counts"].min(axis=0)))]
+                raise VpklInputError(f"--target-fa-per-hour {x:g}: no thresholds up to {grid[-1]:.3f} get there "
+                                     f"(at {grid[-1]:.3f}: {fa['fa_per_hour'][-1].sum():.1f} per hour, most from {worst})")
+            chosen = {k: float(grid[rows[q]]) for q, k in enumerate(kws)}
             thr_new = float(np.median(list(chosen.values())))
-            fa_new = float(sum(fa["fa_per_hour"][i, q] for q, i in rows.items()))
-            miss_new = float(sum(np.nan_to_num(ms["per_keyword"][i, q]) * ms["spoken"][q] for q, i in rows.items())
+            fa_new = float(sum(fa["fa_per_hour"][i, q] for q, i in enumerate(rows)))
+            miss_new = float(sum(np.nan_to_num(ms["per_keyword"][i, q]) * ms["spoken"][q] for q, i in enumerate(rows))
                              / max(int(ms["spoken"].sum()), 1))
         else:
             pooled = fa["fa_per_hour"].sum(axis=1)

@@ -195,3 +195,65 @@ def test_replayed_thresholds_equal_a_stream_at_each_threshold(model):
     for t, thr in enumerate(thresholds):
         np.testing.assert_array_equal(fa["counts"][t], stream_detections(b, q, x, thr))
     assert fa["counts"][0].sum() > 0
+
+
+def test_keyword_thresholds_for_target_by_hand():
+    """Two keywords, three thresholds; every pair of choices written out:
+    false alarms (t0, t1): 16 12 10 / 10 6 4 / 6 2 0, errors 3 4 11 / 5 6 12 / 10 11 17."""
+    from vpkl.evaluation.false_alarms import keyword_thresholds_for_target
+    counts = np.array([[10, 6], [4, 2], [0, 0]])
+    errors = np.array([[1, 2], [3, 3], [8, 9]])
+    assert list(keyword_thresholds_for_target(counts, errors, 8)) == [1, 1]      # 6 false alarms, 6 errors
+    assert list(keyword_thresholds_for_target(counts, errors, 5)) == [2, 1]      # 2 false alarms, 11 errors
+    assert list(keyword_thresholds_for_target(counts, errors, 100)) == [0, 0]    # no constraint: fewest errors
+    assert list(keyword_thresholds_for_target(counts, errors, 0)) == [2, 2]
+    assert keyword_thresholds_for_target(counts + 1, errors, 1) is None          # 2 at best
+    # equal errors: the fewer false alarms
+    assert list(keyword_thresholds_for_target(np.array([[3], [1]]), np.array([[2], [2]]), 5)) == [1]
+
+
+@needs_words
+def test_per_keyword_target_is_the_best_choice_by_brute_force(tmp_path):
+    """`vpkl evaluate --target-fa-per-hour X --per-keyword` writes the per-keyword thresholds with the
+    fewest errors on the manifest within X per hour: checked against every combination of three
+    keywords' thresholds, with errors from `detect` and false alarms from streams at each threshold."""
+    import itertools
+    import shutil
+    import soundfile as sf
+    from vpkl.evaluation.false_alarms import THRESHOLDS
+    from vpkl.runtime.detect import detect
+    kws = ["five", "nine", "seven"]
+    qdir = tmp_path / "q"
+    qdir.mkdir()
+    for k in kws:
+        shutil.copy(os.path.join(EXAMPLES, "queries", f"{k}_test00.png"), qdir)
+    b = Bundle.load(os.path.join(ASSETS, "digits"), threads=1)
+    q = enrol(b, folder_images(str(qdir)))
+    files = sorted(os.path.join(WORDS, f) for f in os.listdir(WORDS) if f.endswith(".wav"))[:60]
+    x = np.concatenate([read_audio(f, 16000) for f in files])
+    neg = str(tmp_path / "words.wav")
+    sf.write(neg, x, 16000, subtype="FLOAT")
+    grid = np.unique(np.append(THRESHOLDS, b.threshold))
+    fa = false_alarms(b, q, [x], thresholds=grid)
+    assert fa["counts"][0].sum() >= 4
+    budget = int(fa["counts"][0].sum() // 2)
+    target = budget / fa["hours"] + 1e-6
+    errors = np.zeros((len(grid), len(kws)), np.int64)
+    with open(os.path.join(EXAMPLES, "examples.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    for row in rows:
+        said = {w[0] for w in row["words"]}
+        for r in detect(b, os.path.join(EXAMPLES, row["audio"]), q):
+            hit = r.score >= grid
+            errors[:, kws.index(r.keyword)] += (~hit if r.keyword in said else hit)
+    best = min((errors[list(c), range(3)].sum(), fa["counts"][list(c), range(3)].sum())
+               for c in itertools.product(range(len(grid)), repeat=3)
+               if fa["counts"][list(c), range(3)].sum() <= budget)
+    r = run_cli("evaluate", "--manifest", os.path.join(EXAMPLES, "examples.jsonl"), "--queries", str(qdir),
+                "--negatives", neg, "--target-fa-per-hour", repr(target), "--per-keyword",
+                "--out-bundle", str(tmp_path / "b"), "--json")
+    assert r.returncode == 0, r.stderr
+    chosen = json.loads((tmp_path / "b" / "config.json").read_text())["keyword_thresholds"]
+    c = [int(np.flatnonzero(np.isclose(grid, chosen[k]))[0]) for k in kws]
+    assert (errors[c, range(3)].sum(), fa["counts"][c, range(3)].sum()) == best
+    assert stream_detections(b, q, x, chosen).sum() <= budget
