@@ -253,7 +253,8 @@ def false_alarm_report(bundle: Bundle, queries: QuerySet, negatives: list, score
             s = np.asarray(scored["scores"]).reshape(-1, len(kws))
             hit = s[None] >= grid[:, None, None]                                   # (T, U, Q)
             errors = (~hit & spoken[None]).sum(axis=1) + (hit & ~spoken[None]).sum(axis=1)
-            budget = int(np.floor(x * fa["hours"] + 1e-9))
+            # whole false alarms; no more than all of them (an infinite target is no constraint)
+            budget = int(min(np.floor(x * fa["hours"] + 1e-9), fa["counts"].max(axis=0).sum()))
             rows = keyword_thresholds_for_target(fa["counts"], errors, budget)
             if rows is None:
                 worst = kws[int(np.argmax(fa["counts"].min(axis=0)))]

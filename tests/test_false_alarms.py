@@ -257,3 +257,8 @@ def test_per_keyword_target_is_the_best_choice_by_brute_force(tmp_path):
     c = [int(np.flatnonzero(np.isclose(grid, chosen[k]))[0]) for k in kws]
     assert (errors[c, range(3)].sum(), fa["counts"][c, range(3)].sum()) == best
     assert stream_detections(b, q, x, chosen).sum() <= budget
+    r = run_cli("evaluate", "--manifest", os.path.join(EXAMPLES, "examples.jsonl"), "--queries", str(qdir),
+                "--negatives", neg, "--target-fa-per-hour", "inf", "--per-keyword", "--json")
+    chosen = json.loads(r.stdout)["false_alarms"]["target"]["keyword_thresholds"]
+    c = [int(np.flatnonzero(np.isclose(grid, chosen[k]))[0]) for k in kws]      # no constraint: fewest errors
+    assert r.returncode == 0 and errors[c, range(3)].sum() == errors.min(axis=0).sum(), r.stderr
