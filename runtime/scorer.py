@@ -73,7 +73,7 @@ def _check(query: np.ndarray, audio: np.ndarray, n_valid) -> tuple[np.ndarray, i
         raise VpklInputError(f"n_valid: {shown(n_valid)}, expected a whole number of frames")
     n = audio.shape[0] if n_valid is None else int(n_valid)
     if not 1 <= n <= audio.shape[0]:
-        raise VpklInputError(f"n_valid: {n}, expected 1 to N = {audio.shape[0]} frames")
+        raise VpklInputError(f"n_valid: {shown(n)}, expected 1 to N = {audio.shape[0]} frames")
     return audio.astype(np.float32, copy=False), n
 
 

@@ -16,12 +16,11 @@ or give the path of an ``.onnx`` file of the same model.
 from __future__ import annotations
 
 import importlib.util
-import numbers
 import os
 
 import numpy as np
 
-from .checks import shown
+from .checks import finite_real, shown
 from .errors import VpklInputError
 
 INSTALL_HINT = "pip install --no-deps silero-vad (its ONNX model; --no-deps keeps torch out)"
@@ -65,7 +64,7 @@ class SpeechGate:
             raise VpklInputError(f"vad sample_rate: silero-vad works at 16000 or 8000 Hz, got {shown(sample_rate)}")
         for name, v, ok in (("threshold", threshold, lambda x: 0.0 <= x <= 1.0),
                             ("pad_s", pad_s, lambda x: 0.0 <= x < 60.0)):
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not ok(float(v)):
+            if finite_real(v) is None or not ok(finite_real(v)):
                 want = "a probability in [0, 1]" if name == "threshold" else "seconds, 0 <= pad_s < 60"
                 raise VpklInputError(f"vad {name}: expected {want}, got {shown(v)}")
         path = os.fspath(model_path) if model_path is not None else default_model_path()

@@ -163,3 +163,16 @@ def test_a_config_with_a_number_python_cannot_read_is_one_line(shipped_bundle, t
     (b / "config.json").write_text(text.replace('"threshold": ', '"threshold": ' + "7" * 5000 + ", \"was\": ", 1))
     with pytest.raises(VpklInputError, match="config.json: JSON that cannot be read .*4300 digits"):
         Bundle.load(str(b))
+
+
+def test_huge_integers_elsewhere_are_refused_in_one_line():
+    """The speech gate's settings and a scorer's n_valid converted an int past the float range
+    (OverflowError) or printed one past 4300 digits (ValueError) before refusing it."""
+    from vpkl.runtime.scorer import _check
+    from vpkl.runtime.vad import SpeechGate
+    with pytest.raises(VpklInputError, match=r"^vad threshold: expected a probability in \[0, 1\], got an integer"):
+        SpeechGate(16000, threshold=10 ** 400)
+    with pytest.raises(VpklInputError, match="^vad pad_s: .*an integer of about 5001 digits"):
+        SpeechGate(16000, pad_s=10 ** 5000)
+    with pytest.raises(VpklInputError, match="^n_valid: an integer of about 5001 digits, expected 1 to N = 3"):
+        _check(np.zeros((1, 2, 4), np.float32), np.zeros((3, 4), np.float32), 10 ** 5000)
