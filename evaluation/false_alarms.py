@@ -151,8 +151,8 @@ def keyword_thresholds_for_target(counts: np.ndarray, errors: np.ndarray, budget
         budget: the most false alarms allowed, all keywords together (target per hour x hours).
     Returns:
         (Q,) int64 indices into the T thresholds that minimise the summed errors subject to the
-        summed false alarms being at most ``budget`` (ties: fewer false alarms, then lower
-        thresholds); None when even each keyword's fewest false alarms exceed the budget.
+        summed false alarms being at most ``budget`` (ties in errors: fewer false alarms; among
+        combinations equal in both, the first found); None when even each keyword's fewest false alarms exceed the budget.
 
     The choice of one threshold per keyword is a multiple-choice knapsack over whole false alarms;
     with Q keywords, T thresholds and a budget of B it is solved exactly in O(Q T B). Keywords
@@ -229,7 +229,8 @@ def false_alarm_report(bundle: Bundle, queries: QuerySet, negatives: list, score
     now = false_alarms(bundle, queries, negatives, [float(thr[0]) if uniform else dict(zip(kws, map(float, thr)))],
                        progress, vad)
     spoken = np.asarray(scored["spoken"], bool).reshape(-1, len(kws))
-    missed = (np.asarray(scored["scores"]).reshape(-1, len(kws)) < thr[None]) & spoken
+    scores = np.asarray(scored["scores"]).reshape(-1, len(kws))
+    missed = (scores < thr[None]) & spoken
     per_kw = {k: {"threshold": float(thr[q]), "false_alarms": int(now["counts"][0, q]),
                   "per_hour": float(now["fa_per_hour"][0, q]), "spoken": int(spoken[:, q].sum()),
                   "misses": int(missed[:, q].sum())} for q, k in enumerate(kws)}
@@ -250,8 +251,7 @@ def false_alarm_report(bundle: Bundle, queries: QuerySet, negatives: list, score
         x = float(target)
         chosen = {}
         if per_keyword:
-            s = np.asarray(scored["scores"]).reshape(-1, len(kws))
-            hit = s[None] >= grid[:, None, None]                                   # (T, U, Q)
+            hit = scores[None] >= grid[:, None, None]                                   # (T, U, Q)
             errors = (~hit & spoken[None]).sum(axis=1) + (hit & ~spoken[None]).sum(axis=1)
             # whole false alarms; no more than all of them (an infinite target is no constraint)
             budget = int(min(np.floor(x * fa["hours"] + 1e-9), fa["counts"].max(axis=0).sum()))
