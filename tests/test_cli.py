@@ -126,7 +126,10 @@ def test_help_says_what_the_fields_mean(capsys):
 @pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile has no MP3 support")
 def test_mp3_gives_the_wav_results(capsys, tmp_path, example_wavs):
     """libsndfile (>= 1.1) reads MP3: an MP3 written by libsndfile's own encoder from a shipped
-    example gives the WAV's detections at the same places (lossy: scores within 0.03)."""
+    example gives the WAV's detections at the same places. The codec is lossy: on the four shipped
+    examples it moves S by up to 0.09 (measured with the last two shipped models), so scores are held
+    within 0.1 and decisions may differ only that close to the threshold; a misread file (wrong rate,
+    offset, channels) moves the localised frames, which are held within 2."""
     wav = example_wavs[1]
     x, sr = sf.read(wav)
     mp3 = str(tmp_path / "example.mp3")
@@ -136,9 +139,9 @@ def test_mp3_gives_the_wav_results(capsys, tmp_path, example_wavs):
     w, m = (by_keyword(r["results"]) for r in json.loads(a))
     assert {k for k in w if w[k]["detected"]} != set()
     for k in w:
-        assert abs(w[k]["score"] - m[k]["score"]) < 0.03
+        assert abs(w[k]["score"] - m[k]["score"]) < 0.1
         # the same decision, unless the WAV's S is within the scores' difference of the threshold
-        assert w[k]["detected"] == m[k]["detected"] or abs(w[k]["score"] - w[k]["threshold"]) < 0.03, k
+        assert w[k]["detected"] == m[k]["detected"] or abs(w[k]["score"] - w[k]["threshold"]) < 0.1, k
         if w[k]["detected"] and m[k]["detected"]:
             assert abs(w[k]["frame"] - m[k]["frame"]) <= 2
 

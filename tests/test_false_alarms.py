@@ -222,7 +222,7 @@ def test_per_keyword_target_is_the_best_choice_by_brute_force(tmp_path):
     import soundfile as sf
     from vpkl.evaluation.false_alarms import THRESHOLDS
     from vpkl.runtime.detect import detect
-    kws = ["five", "nine", "seven"]
+    kws = ["nine", "three", "zero"]    # the shipped model's keywords that fire on these words (the budget needs some)
     qdir = tmp_path / "q"
     qdir.mkdir()
     for k in kws:

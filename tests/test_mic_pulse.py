@@ -30,6 +30,7 @@ from conftest import EXAMPLES, ROOT
 SR = 16000
 GAP_S = 1.0        # digital silence before, between and after the examples, as an idle device gives
 TOLERANCE_S = 0.15  # 7.5 frames: stream and detect localise a word up to a few frames apart
+NEAR_S = 0.05      # S this close under the threshold: a resampler's difference may lift a window over it
 MIC_TOLERANCE_S = 0.06  # 3 frames: the microphone against the same stream from the file
 MAX_SHIFT_S = 10.0  # playback begins at most this long after vpkl starts recording; it may also come
                     # early by up to GAP_S: PulseAudio can drop some of the leading silence (measured: 0.09 s)
@@ -122,9 +123,9 @@ def _pcm16(x: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(x, -1, 1) * 32767) / 32767).astype(np.float32)
 
 
-def _streamed(b: Bundle, q, x: np.ndarray) -> list:
+def _streamed(b: Bundle, q, x: np.ndarray, threshold=None) -> list:
     """(keyword, seconds) of each detection of a Spotter fed ``x`` in 100 ms chunks, then flushed."""
-    sp = Spotter(b, q)
+    sp = Spotter(b, q, threshold)
     dets = [d for i in range(0, len(x), 1600) for d in sp.feed(x[i:i + 1600])] + sp.flush()
     return [(d.keyword, d.time_s) for d in dets]
 
@@ -148,7 +149,8 @@ def test_mic_hears_what_detect_reports(null_sink, played, shipped_bundle):
 
     - the microphone's detections are those of streaming the played file itself (Spotter on its
       samples): the same keywords at the same times within 0.06 s, but for detections that a
-      44.1 kHz 16-bit round trip of the file (soxr) changes, which it may make or not;
+      44.1 kHz 16-bit round trip of the file (soxr) changes, or that the file gives only at a
+      threshold NEAR_S lower, which it may make or not;
     - every keyword `vpkl detect` reports for an example file is heard at the example's start in
       the played file plus detect's time (within 0.15 s) or inside a span where that keyword is
       said in the example (examples.jsonl), but for at most one of them; a keyword missed so
@@ -169,7 +171,9 @@ def test_mic_hears_what_detect_reports(null_sink, played, shipped_bundle):
     # aud_att (two frames of one query within a hair), and the microphone may go either way on it
     trip = _streamed(b, q, _pcm16(soxr.resample(_pcm16(soxr.resample(x, SR, 44100)), 44100, SR)))
     stable = [d for d, m in zip(file_dets, _matches(trip, file_dets, 0.0, MIC_TOLERANCE_S)) if m]
-    either = file_dets + trip
+    # a keyword whose windows straddle the threshold fires only when two in a row pass it: another
+    # resampler's few hundredths of S decide it (measured: the round trip moved one window's S by 0.067)
+    either = file_dets + trip + _streamed(b, q, x, b.threshold - NEAR_S)
 
     found = [(d["keyword"], d["time_s"]) for d in _listen(null_sink, wav, shipped_bundle)]
     shift = _best_shift(found, stable, MIC_TOLERANCE_S)
